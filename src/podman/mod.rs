@@ -1,0 +1,365 @@
+//! `PodmanClient`: a typed client for the libpod REST API over a Unix socket
+//! or plain TCP, and the request plumbing every call shares.
+//!
+//! Ordinary calls go through a pooled hyper client (connections are reused);
+//! an exec start, whose reply is hijacked into a raw stream, gets a
+//! connection of its own (see `exec.rs`).
+
+pub mod attach;
+mod containers;
+mod endpoint;
+pub mod error;
+mod exec;
+mod images;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use hyperlocal::UnixConnector;
+use serde::{Deserialize, de::DeserializeOwned};
+
+pub use attach::{ExecChunk, FrameDecoder, FrameError, Framing, StreamKind};
+pub use containers::{
+    ContainerInspect, ContainerSpec, ContainerState, ContainerSummary, Mount, Namespace,
+    RemoveReport, ResourceLimits,
+};
+pub use endpoint::{Endpoint, EndpointError};
+pub use error::{ApiError, PodmanError};
+pub use exec::{ExecConfig, ExecInspect, ExecStream};
+pub use images::{BuildOptions, BuildReport};
+
+/// Path prefix of every libpod route. Podman does not range-check it; 4.0.0
+/// is the oldest API whose routes this client uses.
+pub const API_PREFIX: &str = "/v4.0.0/libpod";
+
+/// Largest non-streamed reply body accepted (inspect, list, errors).
+const MAX_BODY: usize = 32 << 20;
+
+/// Default limit for one ordinary (non-streamed) call.
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+type ReqBody = Full<Bytes>;
+
+#[derive(Clone, Debug)]
+enum Http {
+    Unix(Client<UnixConnector, ReqBody>),
+    Tcp(Client<HttpConnector, ReqBody>),
+}
+
+/// A libpod API client. Cheap to clone: clones share the connection pool.
+#[derive(Clone, Debug)]
+pub struct PodmanClient {
+    endpoint: Endpoint,
+    http: Http,
+    call_timeout: Duration,
+}
+
+/// What `GET /_ping` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PingInfo {
+    /// The `Libpod-Api-Version` header, e.g. "4.3.1".
+    pub libpod_api_version: Option<String>,
+}
+
+/// The parts of `GET /libpod/version` this server reports.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VersionInfo {
+    /// Podman's version, e.g. "4.3.1".
+    #[serde(rename = "Version")]
+    pub version: String,
+    /// The libpod API version.
+    #[serde(rename = "ApiVersion", default)]
+    pub api_version: String,
+    /// The host's kernel.
+    #[serde(rename = "KernelVersion", default)]
+    pub kernel_version: String,
+}
+
+impl PodmanClient {
+    /// A client for `endpoint`. Connects lazily: nothing is dialled here.
+    pub fn new(endpoint: Endpoint) -> Self {
+        let http = match &endpoint {
+            Endpoint::Unix(_) => Http::Unix(
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .build(UnixConnector),
+            ),
+            Endpoint::Tcp { .. } => {
+                let mut connector = HttpConnector::new();
+                connector.set_nodelay(true);
+                Http::Tcp(
+                    Client::builder(TokioExecutor::new())
+                        .pool_idle_timeout(Duration::from_secs(30))
+                        .build(connector),
+                )
+            }
+        };
+        PodmanClient {
+            endpoint,
+            http,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+        }
+    }
+
+    /// A client for CONTAINER_HOST, or the default local socket.
+    ///
+    /// # Errors
+    /// CONTAINER_HOST is set to a form this client cannot use.
+    pub fn from_env() -> Result<Self, EndpointError> {
+        Ok(Self::new(Endpoint::from_env()?))
+    }
+
+    /// Sets the limit for each ordinary call (not exec streams or builds).
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// The endpoint this client talks to.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// `GET /_ping`: is a Podman API answering?
+    ///
+    /// # Errors
+    /// Unreachable socket, or an answer that is not libpod's "OK".
+    pub async fn ping(&self) -> Result<PingInfo, PodmanError> {
+        let resp = self.send(Method::GET, "/_ping", None).await?;
+        let version = resp
+            .headers()
+            .get("libpod-api-version")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let status = resp.status();
+        let body = self.collect("GET /_ping", resp.into_body()).await?;
+        if status != StatusCode::OK {
+            return Err(PodmanError::from_reply(
+                "GET",
+                "/_ping",
+                status.as_u16(),
+                &body,
+            ));
+        }
+        if version.is_none() {
+            return Err(PodmanError::malformed(
+                "GET /_ping",
+                "no Libpod-Api-Version header: this is not a Podman API (a Docker socket?)",
+            ));
+        }
+        Ok(PingInfo {
+            libpod_api_version: version,
+        })
+    }
+
+    /// `GET /libpod/version`.
+    ///
+    /// # Errors
+    /// Unreachable socket or an unexpected reply.
+    pub async fn version(&self) -> Result<VersionInfo, PodmanError> {
+        self.call_json(Method::GET, &api("/version"), None).await
+    }
+
+    // ---- request plumbing ----------------------------------------------------
+
+    fn uri(&self, path_and_query: &str) -> http::Uri {
+        match &self.endpoint {
+            Endpoint::Unix(path) => hyperlocal::Uri::new(path, path_and_query).into(),
+            Endpoint::Tcp { authority } => {
+                // `authority` was validated as host:port when parsed, and
+                // every path here is built from encoded parts.
+                format!("http://{authority}{path_and_query}")
+                    .parse()
+                    .unwrap_or_else(|_| http::Uri::from_static("http://invalid/"))
+            }
+        }
+    }
+
+    /// Builds a request. `pooled` picks the URI form: the pooled client
+    /// wants an absolute URI (it names the socket); a dedicated connection
+    /// sends the origin form.
+    fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<(&'static str, Bytes)>,
+        pooled: bool,
+    ) -> Result<Request<ReqBody>, PodmanError> {
+        let uri = if pooled {
+            self.uri(path_and_query)
+        } else {
+            path_and_query.parse().map_err(|e| {
+                PodmanError::transport(format!("building request {path_and_query}"), e)
+            })?
+        };
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::HOST, "d");
+        let body = match body {
+            Some((content_type, bytes)) => {
+                builder = builder.header(header::CONTENT_TYPE, content_type);
+                Full::new(bytes)
+            }
+            None => Full::new(Bytes::new()),
+        };
+        builder
+            .body(body)
+            .map_err(|e| PodmanError::transport(format!("building request {path_and_query}"), e))
+    }
+
+    /// Sends a request and returns the reply head with its body unread.
+    async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<(&'static str, Bytes)>,
+    ) -> Result<Response<Incoming>, PodmanError> {
+        let what = format!("{method} {path_and_query}");
+        let req = self.request(method, path_and_query, body, true)?;
+        let fut = async {
+            match &self.http {
+                Http::Unix(c) => c.request(req).await,
+                Http::Tcp(c) => c.request(req).await,
+            }
+        };
+        match tokio::time::timeout(self.call_timeout, fut).await {
+            Err(_) => Err(PodmanError::Timeout {
+                what,
+                secs: self.call_timeout.as_secs(),
+            }),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) if e.is_connect() => Err(PodmanError::Unreachable {
+                endpoint: self.endpoint.to_string(),
+                source: std::io::Error::other(error_chain(&e)),
+            }),
+            Ok(Err(e)) => Err(PodmanError::transport(what, e)),
+        }
+    }
+
+    /// Reads a whole (bounded) reply body.
+    async fn collect(&self, what: &str, body: Incoming) -> Result<Bytes, PodmanError> {
+        let limited = Limited::new(body, MAX_BODY);
+        match tokio::time::timeout(self.call_timeout, limited.collect()).await {
+            Err(_) => Err(PodmanError::Timeout {
+                what: what.to_owned(),
+                secs: self.call_timeout.as_secs(),
+            }),
+            Ok(Ok(c)) => Ok(c.to_bytes()),
+            Ok(Err(e)) => {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    Err(PodmanError::malformed(
+                        what,
+                        format!("reply body larger than {MAX_BODY} bytes"),
+                    ))
+                } else {
+                    Err(PodmanError::transport(what.to_owned(), e))
+                }
+            }
+        }
+    }
+
+    /// One ordinary call: sends, reads the bounded body, and turns an error
+    /// status into a [`PodmanError`]. 304 ("already started/stopped") is a
+    /// success.
+    async fn call(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<(&'static str, Bytes)>,
+    ) -> Result<(StatusCode, Bytes), PodmanError> {
+        let m = method.to_string();
+        let resp = self.send(method, path_and_query, body).await?;
+        let status = resp.status();
+        let what = format!("{m} {path_and_query}");
+        let bytes = self.collect(&what, resp.into_body()).await?;
+        if status.is_success() || status == StatusCode::NOT_MODIFIED {
+            Ok((status, bytes))
+        } else {
+            Err(PodmanError::from_reply(
+                &m,
+                path_and_query,
+                status.as_u16(),
+                &bytes,
+            ))
+        }
+    }
+
+    async fn call_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<(&'static str, Bytes)>,
+    ) -> Result<T, PodmanError> {
+        let what = format!("{method} {path_and_query}");
+        let (_, bytes) = self.call(method, path_and_query, body).await?;
+        parse_json(&what, &bytes)
+    }
+}
+
+/// `API_PREFIX` + path.
+fn api(path: &str) -> String {
+    format!("{API_PREFIX}{path}")
+}
+
+fn json_body<T: serde::Serialize>(what: &str, v: &T) -> Result<(&'static str, Bytes), PodmanError> {
+    serde_json::to_vec(v)
+        .map(|b| ("application/json", Bytes::from(b)))
+        .map_err(|e| PodmanError::malformed(what, format!("cannot encode request: {e}")))
+}
+
+fn parse_json<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, PodmanError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| PodmanError::malformed(what, format!("{e}; body: {}", error::snippet(bytes))))
+}
+
+/// Percent-encodes one URL path segment or query value: everything but
+/// RFC 3986 unreserved characters.
+pub(crate) fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// An error with its sources, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_keeps_unreserved_only() {
+        assert_eq!(encode("abc-1.2_~"), "abc-1.2_~");
+        assert_eq!(
+            encode(r#"{"label":["a=b"]}"#),
+            "%7B%22label%22%3A%5B%22a%3Db%22%5D%7D"
+        );
+        assert_eq!(encode("localhost/x:1"), "localhost%2Fx%3A1");
+    }
+}
