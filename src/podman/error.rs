@@ -121,8 +121,9 @@ impl PodmanError {
                 api.status = status;
                 let cause = api.cause.to_ascii_lowercase();
                 // Status codes drift between Podman versions (a missing image
-                // on create is 500 on 4.3, 404 later), so the cause counts too.
-                if status == 404 || cause.starts_with("no such") {
+                // on create is 500 "image not known" on 4.3, 404 later), so
+                // the cause counts too.
+                if status == 404 || cause.starts_with("no such") || cause.ends_with("not known") {
                     PodmanError::NotFound(api)
                 } else if status == 409 || cause.contains("state improper") {
                     PodmanError::Conflict(api)
@@ -209,7 +210,8 @@ mod tests {
 
     #[test]
     fn missing_image_500_is_not_found_by_cause() {
-        let body = br#"{"cause":"no such image","message":"x: image not known","response":500}"#;
+        // Recorded from podman 4.3.1 (POST /containers/create).
+        let body = br#"{"cause":"image not known","message":"localhost/x:latest: image not known","response":500}"#;
         assert!(PodmanError::from_reply("POST", "/c", 500, body).is_not_found());
     }
 

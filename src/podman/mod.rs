@@ -25,8 +25,8 @@ use serde::{Deserialize, de::DeserializeOwned};
 
 pub use attach::{ExecChunk, FrameDecoder, FrameError, Framing, StreamKind};
 pub use containers::{
-    ContainerInspect, ContainerSpec, ContainerState, ContainerSummary, Mount, Namespace,
-    RemoveReport, ResourceLimits,
+    ContainerInspect, ContainerSpec, ContainerState, ContainerSummary, CpuLimit, MemoryLimit,
+    Mount, Namespace, PidsLimit, RemoveReport, ResourceLimits,
 };
 pub use endpoint::{Endpoint, EndpointError};
 pub use error::{ApiError, PodmanError};
@@ -67,17 +67,33 @@ pub struct PingInfo {
 }
 
 /// The parts of `GET /libpod/version` this server reports.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionInfo {
     /// Podman's version, e.g. "4.3.1".
-    #[serde(rename = "Version")]
     pub version: String,
-    /// The libpod API version.
-    #[serde(rename = "ApiVersion", default)]
+    /// The libpod API version (the "Podman Engine" component's
+    /// `APIVersion`; the top-level `ApiVersion` is the Docker-compatible one).
     pub api_version: String,
     /// The host's kernel.
-    #[serde(rename = "KernelVersion", default)]
     pub kernel_version: String,
+}
+
+#[derive(Deserialize)]
+struct VersionReply {
+    #[serde(rename = "Version")]
+    version: String,
+    #[serde(rename = "KernelVersion", default)]
+    kernel_version: String,
+    #[serde(rename = "Components", default)]
+    components: Vec<VersionComponent>,
+}
+
+#[derive(Deserialize)]
+struct VersionComponent {
+    #[serde(rename = "Name", default)]
+    name: String,
+    #[serde(rename = "Details", default)]
+    details: serde_json::Value,
 }
 
 impl PodmanClient {
@@ -162,7 +178,20 @@ impl PodmanClient {
     /// # Errors
     /// Unreachable socket or an unexpected reply.
     pub async fn version(&self) -> Result<VersionInfo, PodmanError> {
-        self.call_json(Method::GET, &api("/version"), None).await
+        let reply: VersionReply = self.call_json(Method::GET, &api("/version"), None).await?;
+        let api_version = reply
+            .components
+            .iter()
+            .find(|c| c.name == "Podman Engine")
+            .and_then(|c| c.details.get("APIVersion"))
+            .and_then(|v| v.as_str())
+            .unwrap_or(&reply.version)
+            .to_owned();
+        Ok(VersionInfo {
+            version: reply.version,
+            api_version,
+            kernel_version: reply.kernel_version,
+        })
     }
 
     // ---- request plumbing ----------------------------------------------------

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine of this kind: prepares Podman
+# (tests/podman-env.sh), checks formatting and lints, then runs every test —
+# unit, fixture replay, and the integration tests against the real Podman.
+# Stops the Podman service it started, and fails if a test left a managed
+# container behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "prepare Podman (tests/podman-env.sh)"
+env_out=$(tests/podman-env.sh)
+eval "$env_out"
+if [ -n "${POD_EXEC_ENV_SERVICE_PID:-}" ]; then
+  # Stop exactly the service this run started.
+  trap 'kill "$POD_EXEC_ENV_SERVICE_PID" 2>/dev/null || true' EXIT
+fi
+echo "CONTAINER_HOST=$CONTAINER_HOST POD_EXEC_IMAGE=$POD_EXEC_IMAGE"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+
+step "cargo test (unit, fixtures, real-Podman integration)"
+cargo test --all-targets --no-fail-fast 2>&1 | tee target/test-output.log
+grep -q 'Running tests/podman_client.rs' target/test-output.log ||
+  { echo "the Podman integration tests did not run" >&2; exit 1; }
+
+step "smoke: benchmark program (raw libpod floor, 2 samples)"
+cargo bench --bench bench --quiet -- --samples 2
+
+step "no managed test container left behind"
+left=$(curl -fsS --unix-socket "${CONTAINER_HOST#unix://}" \
+  "http://d/v4.0.0/libpod/containers/json?all=true&filters=%7B%22label%22%3A%5B%22pod-exec-mcp.managed%3Dtrue%22%5D%7D" |
+  python3 -c 'import json,sys; print(len(json.load(sys.stdin) or []))')
+if [ "$left" != 0 ]; then
+  echo "$left managed container(s) are still there after the tests" >&2
+  exit 1
+fi
+echo "none"
+step "all tests passed"
