@@ -151,6 +151,7 @@ struct BuildOutcome {
     tail: VecDeque<String>,
     error: Option<String>,
     image_id: Option<String>,
+    bare_id: Option<String>,
 }
 
 impl BuildOutcome {
@@ -167,6 +168,13 @@ impl BuildOutcome {
             }
         };
         if let Some(s) = parsed.stream {
+            // Podman 4.3 sends no `aux` line: the image id is the last bare
+            // 64-hex-digit stream line.
+            let t = s.trim();
+            if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) && self.image_id.is_none()
+            {
+                self.bare_id = Some(t.to_owned());
+            }
             self.push_text(&s);
         }
         if let Some(id) = parsed.aux.and_then(|a| a.id) {
@@ -192,7 +200,7 @@ impl BuildOutcome {
         match self.error {
             Some(message) => Err(PodmanError::BuildFailed { message, log_tail }),
             None => Ok(BuildReport {
-                image_id: self.image_id,
+                image_id: self.image_id.or(self.bare_id),
                 log_tail,
             }),
         }
@@ -271,6 +279,13 @@ mod tests {
         .unwrap();
         assert_eq!(r.image_id.as_deref(), Some("sha256:ab"));
         assert_eq!(r.log_tail, "STEP 1/2: FROM x\nok");
+    }
+
+    #[test]
+    fn bare_id_line_is_the_image_id() {
+        let id = "ab".repeat(32);
+        let r = run(&[format!("{{\"stream\":\"{id}\\n\"}}\n").as_bytes()]).unwrap();
+        assert_eq!(r.image_id.as_deref(), Some(id.as_str()));
     }
 
     #[test]
