@@ -2,9 +2,37 @@
 //! Podman container per session, over the libpod REST API.
 //!
 //! # Layout
+//! - [`config`]: the only reader of flags and environment.
 //! - [`podman`]: the typed libpod client (no sessions, no MCP): endpoint
 //!   parsing, containers, exec with its stream decoder, images.
+//! - [`sandbox`]: `SandboxManager`, the sole owner of container lifetimes,
+//!   keyed by session (or, later, handle); bounded output; owner labels.
+//! - [`mcp`]: the `ServerHandler` and its tools; the session manager that
+//!   ties session end and idle expiry to sandbox release.
+//! - [`server`]: start-up checks, the HTTP listener, and shutdown.
 
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod config;
+pub mod mcp;
 pub mod podman;
+pub mod sandbox;
+pub mod server;
+
+/// `2 * bytes` random hex digits from the OS generator (via UUID v4; at
+/// most 16 bytes' worth are random per UUID, so longer ids join several).
+pub fn random_hex(bytes: usize) -> String {
+    let mut s = String::with_capacity(bytes * 2);
+    while s.len() < bytes * 2 {
+        // A v4 UUID has 122 random bits; its simple form is 32 hex digits,
+        // two of them (version and variant) partly fixed. Skip those two.
+        let u = uuid::Uuid::new_v4().simple().to_string();
+        let (a, b) = (&u[..12], &u[13..16]);
+        let c = &u[17..];
+        s.push_str(a);
+        s.push_str(b);
+        s.push_str(c);
+    }
+    s.truncate(bytes * 2);
+    s
+}

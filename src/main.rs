@@ -1,6 +1,40 @@
-//! The `pod_exec_mcp` binary.
+//! The `pod_exec_mcp` binary: parse config, log to stderr, serve until a
+//! signal, exit non-zero with one clear line when start-up fails.
 
-fn main() {
-    eprintln!("pod_exec_mcp: the MCP server is not built yet (see the server issue)");
-    std::process::exit(2);
+use std::process::ExitCode;
+
+use clap::Parser;
+use pod_exec_mcp::config::Config;
+use pod_exec_mcp::server::{Server, shutdown_signal};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    // rmcp logs session ids (bearer secrets) and every message at INFO:
+    // keep it to warnings unless RUST_LOG asks for more.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+
+    let server = match Server::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pod_exec_mcp: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        trigger.cancel();
+    });
+    server.run(shutdown).await;
+    ExitCode::SUCCESS
 }

@@ -3,6 +3,8 @@
 //! a test fails, run execs to completion.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod server;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pod_exec_mcp::podman::{

@@ -1,0 +1,187 @@
+//! `Config`: the only reader of command-line flags and environment; validated once.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::podman::{Endpoint, EndpointError};
+
+/// pod_exec_mcp: an MCP server that gives each client session its own
+/// Podman container and a `shell_exec` tool to run commands in it.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "pod_exec_mcp", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "MCP_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+
+    /// Port to listen on (0 picks a free one; the chosen address is logged).
+    #[arg(long, env = "MCP_PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// Podman API address: unix:///path/podman.sock or tcp://host:port.
+    /// Default: $XDG_RUNTIME_DIR/podman/podman.sock if it exists, else
+    /// /run/podman/podman.sock.
+    #[arg(long, env = "CONTAINER_HOST")]
+    pub container_host: Option<String>,
+
+    /// Image each session's container runs.
+    #[arg(
+        long,
+        env = "POD_EXEC_IMAGE",
+        default_value = "localhost/pod_exec_mcp_base:latest"
+    )]
+    pub image: String,
+
+    /// Seconds a session may stay idle before it and its container are
+    /// removed.
+    #[arg(long, env = "POD_EXEC_IDLE_TIMEOUT", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
+
+    /// Network of session containers: "default" (Podman's default network,
+    /// outbound access) or "none" (loopback only).
+    #[arg(long, env = "POD_EXEC_NETWORK", default_value = "default", value_parser = ["default", "none"])]
+    pub network: String,
+
+    /// Memory limit of each session container in bytes, with an optional
+    /// k/m/g suffix; 0 for none.
+    #[arg(long, env = "POD_EXEC_MEMORY", default_value = "2g", value_parser = parse_size)]
+    pub memory: u64,
+
+    /// Maximum number of processes in each session container; 0 for none.
+    #[arg(long, env = "POD_EXEC_PIDS_LIMIT", default_value_t = 1024)]
+    pub pids_limit: u32,
+
+    /// Output kept per call, in characters: longer output keeps its head and
+    /// its tail with a marker between them.
+    #[arg(long, env = "POD_EXEC_MAX_OUTPUT", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(200..=100_000_000))]
+    pub max_output: u64,
+
+    /// Extra Host header values accepted (comma-separated) besides
+    /// localhost, 127.0.0.1, ::1 and the listen address; "*" accepts any
+    /// (only behind a proxy that checks Host itself).
+    #[arg(long, env = "POD_EXEC_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Config {
+    /// The Podman endpoint: CONTAINER_HOST or the default local socket.
+    ///
+    /// # Errors
+    /// CONTAINER_HOST names a form the client cannot use.
+    pub fn endpoint(&self) -> Result<Endpoint, EndpointError> {
+        match self.container_host.as_deref().map(str::trim) {
+            Some(s) if !s.is_empty() => Endpoint::parse(s),
+            _ => Ok(Endpoint::default_local(
+                std::env::var_os("XDG_RUNTIME_DIR")
+                    .as_deref()
+                    .map(std::path::Path::new),
+            )),
+        }
+    }
+
+    /// The listen address.
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+
+    /// Idle expiry of a session.
+    pub fn idle(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout)
+    }
+
+    /// Host header values to accept, or `None` for any.
+    pub fn host_allowlist(&self) -> Option<Vec<String>> {
+        if self.allowed_hosts.iter().any(|h| h.trim() == "*") {
+            return None;
+        }
+        let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if !self.host.is_unspecified() {
+            hosts.push(self.host.to_string());
+        }
+        hosts.extend(
+            self.allowed_hosts
+                .iter()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty()),
+        );
+        Some(hosts)
+    }
+}
+
+/// Parses "512m", "2g", "1048576", "64k" (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a size (e.g. 512m, 2g, 1048576)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("64kb"), Ok(64 << 10));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999g").is_err());
+    }
+
+    #[test]
+    fn defaults_and_env_names_in_help() {
+        let help = {
+            use clap::CommandFactory;
+            Config::command().render_long_help().to_string()
+        };
+        for name in [
+            "MCP_HOST",
+            "MCP_PORT",
+            "CONTAINER_HOST",
+            "POD_EXEC_IMAGE",
+            "POD_EXEC_IDLE_TIMEOUT",
+            "POD_EXEC_NETWORK",
+            "POD_EXEC_MEMORY",
+            "POD_EXEC_PIDS_LIMIT",
+            "POD_EXEC_MAX_OUTPUT",
+            "POD_EXEC_ALLOWED_HOSTS",
+        ] {
+            assert!(
+                help.contains(&format!("[env: {name}")),
+                "{name} missing:\n{help}"
+            );
+        }
+        let c = Config::try_parse_from(["pod_exec_mcp"]).unwrap();
+        assert_eq!(c.listen_addr().to_string(), "127.0.0.1:8000");
+        assert_eq!(c.idle(), Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn host_allowlist() {
+        let c =
+            Config::try_parse_from(["x", "--host", "0.0.0.0", "--allowed-hosts", "srv,srv:8000"])
+                .unwrap();
+        assert_eq!(
+            c.host_allowlist().unwrap(),
+            vec!["localhost", "127.0.0.1", "::1", "srv", "srv:8000"]
+        );
+        let c = Config::try_parse_from(["x", "--allowed-hosts", "*"]).unwrap();
+        assert!(c.host_allowlist().is_none());
+    }
+}

@@ -1,0 +1,214 @@
+//! The MCP face of the server: `PodExecServer` (the `ServerHandler`), its
+//! tools, and the mapping from sandbox results and errors to tool results.
+//! Builds no HTTP requests and owns no containers.
+
+pub mod session;
+
+use std::sync::Arc;
+
+use rmcp::handler::server::common::schema_for_output;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tracing::debug;
+
+use crate::sandbox::{ExecOutcome, SandboxError, SandboxKey, SandboxManager};
+
+/// Arguments of `shell_exec`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct ShellExecArgs {
+    /// The shell command line, run as `/bin/sh -lc <command>` in this
+    /// session's container.
+    pub command: String,
+}
+
+/// Result of `shell_exec`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ShellExecResult {
+    /// stdout and stderr merged, in the order they were written. Invalid
+    /// UTF-8 is replaced. Long output keeps its head and tail around a
+    /// marker line.
+    pub output: String,
+    /// The command's exit code (non-zero is a normal result).
+    pub retval: i64,
+    /// Present and true when output was left out in the middle.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// Bytes printed in all (present when truncated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<u64>,
+}
+
+impl From<ExecOutcome> for ShellExecResult {
+    fn from(o: ExecOutcome) -> Self {
+        ShellExecResult {
+            truncated: o.output.truncated,
+            total_bytes: o.output.truncated.then_some(o.output.total_bytes),
+            output: o.output.text,
+            retval: o.retval,
+        }
+    }
+}
+
+/// State shared by every handler instance (one per session, plus
+/// throwaways rmcp makes): built once, so the factory is a clone of an Arc.
+#[derive(Debug)]
+pub struct Shared {
+    sandboxes: SandboxManager,
+    tool_router: ToolRouter<PodExecServer>,
+}
+
+/// The MCP server handler.
+#[derive(Debug, Clone)]
+pub struct PodExecServer {
+    shared: Arc<Shared>,
+}
+
+impl PodExecServer {
+    /// Shared state for all handlers.
+    pub fn shared(sandboxes: SandboxManager) -> Arc<Shared> {
+        Arc::new(Shared {
+            sandboxes,
+            tool_router: Self::tool_router(),
+        })
+    }
+
+    /// A handler: cheap (no I/O, no allocation beyond an Arc clone).
+    pub fn new(shared: Arc<Shared>) -> Self {
+        PodExecServer { shared }
+    }
+}
+
+/// The MCP session id of the request, when it came over streamable HTTP
+/// with a session.
+fn session_id(ctx: &RequestContext<RoleServer>) -> Option<String> {
+    ctx.extensions
+        .get::<http::request::Parts>()?
+        .headers
+        .get("mcp-session-id")?
+        .to_str()
+        .ok()
+        .map(str::to_owned)
+}
+
+/// A tool error the model sees (isError: true).
+fn tool_error(msg: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(msg.into())])
+}
+
+/// Checks a command before anything runs; the message tells the model what
+/// to fix (a tool error, per MCP 2025-11-25 SEP-1303, not a protocol error).
+fn validate_command(command: &str) -> Result<(), String> {
+    if command.trim().is_empty() {
+        return Err("`command` is empty: pass the shell command line to run".into());
+    }
+    if command.contains('\0') {
+        return Err(
+            "`command` contains a NUL byte, which no shell command can carry; remove it".into(),
+        );
+    }
+    Ok(())
+}
+
+#[tool_router]
+impl PodExecServer {
+    /// Runs a shell command in this session's sandbox.
+    #[tool(
+        name = "shell_exec",
+        description = "Run a shell command in this session's own Linux container (Debian; \
+            /bin/sh -lc <command>, working directory /work, stdin closed). Files, installed \
+            packages and background state persist across calls in the same session; `cd` and \
+            variables do not (chain them in one command). Returns `output` (stdout and stderr \
+            merged in order; very long output keeps its head and tail) and `retval` (the exit \
+            code; non-zero is a normal result).",
+        output_schema = schema_for_output::<ShellExecResult>()
+    )]
+    async fn shell_exec(
+        &self,
+        Parameters(args): Parameters<ShellExecArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        if let Err(msg) = validate_command(&args.command) {
+            return Ok(tool_error(msg));
+        }
+        let sandboxes = &self.shared.sandboxes;
+        let result = match session_id(&ctx) {
+            Some(id) => {
+                sandboxes
+                    .exec(&SandboxKey::Session(id), &args.command)
+                    .await
+            }
+            // No session (stateless protocol or a transport without one):
+            // a sandbox for this call alone.
+            None => sandboxes.exec_oneshot(&args.command).await,
+        };
+        match result {
+            Ok(outcome) => {
+                let r = ShellExecResult::from(outcome);
+                debug!(retval = r.retval, bytes = r.output.len(), "shell_exec done");
+                let value = serde_json::to_value(&r)
+                    .map_err(|e| McpError::internal_error(e.to_string(), None))?;
+                Ok(CallToolResult::structured(value))
+            }
+            Err(e) => Ok(tool_error(error_text(&e))),
+        }
+    }
+}
+
+fn error_text(e: &SandboxError) -> String {
+    match e {
+        SandboxError::Create(_) | SandboxError::Exec(_) => {
+            format!("{e}. The sandbox service may be overloaded or restarting; retry shortly.")
+        }
+        _ => e.to_string(),
+    }
+}
+
+#[tool_handler(router = self.shared.tool_router)]
+impl ServerHandler for PodExecServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                "pod_exec_mcp",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(
+                "Each session has its own sandboxed Linux container. Use shell_exec to run \
+                 shell commands in it; files persist for the session's lifetime.",
+            )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_messages() {
+        assert!(validate_command("echo hi").is_ok());
+        assert!(validate_command("   \n").unwrap_err().contains("empty"));
+        assert!(validate_command("a\0b").unwrap_err().contains("NUL"));
+    }
+
+    #[test]
+    fn result_schema_has_output_and_retval() {
+        let schema = serde_json::Value::Object((*schema_for_output::<ShellExecResult>()).clone());
+        let required = schema["required"].as_array().expect("required");
+        assert!(required.contains(&"output".into()));
+        assert!(required.contains(&"retval".into()));
+        let r = ShellExecResult {
+            output: "x".into(),
+            retval: 0,
+            truncated: false,
+            total_bytes: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({"output": "x", "retval": 0})
+        );
+    }
+}

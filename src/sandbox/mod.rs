@@ -1,0 +1,416 @@
+//! `SandboxManager`: the sole owner of sandbox container lifetimes —
+//! create (lazily, once per key), look up, run commands in, remove, reap.
+//!
+//! A sandbox belongs to a [`SandboxKey`]: an MCP session today, an explicit
+//! handle for stateless clients later. Nothing else creates or removes a
+//! managed container.
+
+pub mod output;
+pub mod owner;
+pub mod spec;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::Mutex as AsyncMutex;
+use tracing::{info, warn};
+
+use crate::podman::{PodmanClient, PodmanError};
+use output::{OutputBuffer, RenderedOutput};
+use owner::{Identity, Liveness, labels};
+use spec::SandboxTemplate;
+
+/// Whose sandbox it is. The strings are bearer secrets: `Debug` hides them.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum SandboxKey {
+    /// An MCP session (protocol up to 2025-11-25), by its session id.
+    Session(String),
+    /// One call with nothing to key on; removed when the call ends.
+    OneShot(String),
+}
+
+impl SandboxKey {
+    fn kind(&self) -> &'static str {
+        match self {
+            SandboxKey::Session(_) => "session",
+            SandboxKey::OneShot(_) => "oneshot",
+        }
+    }
+}
+
+impl fmt::Debug for SandboxKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SandboxKey::{}(..)", self.kind())
+    }
+}
+
+/// Why a sandbox call failed, in words a model can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SandboxError {
+    /// The container could not be created or started.
+    #[error("could not start the sandbox container: {0}")]
+    Create(#[source] PodmanError),
+    /// The container disappeared (removed or stopped from outside).
+    #[error(
+        "the sandbox container is gone (it was removed or stopped outside this server); \
+         the next call starts a fresh sandbox with a clean filesystem"
+    )]
+    Gone,
+    /// Podman failed while running the command.
+    #[error("running the command failed: {0}")]
+    Exec(#[source] PodmanError),
+    /// The session ended while the call waited.
+    #[error("this session has ended; start a new session")]
+    Closed,
+    /// The server is stopping.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// A finished command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutcome {
+    /// Merged stdout+stderr, bounded.
+    pub output: RenderedOutput,
+    /// Exit code.
+    pub retval: i64,
+}
+
+#[derive(Debug)]
+struct Container {
+    id: String,
+    name: String,
+}
+
+#[derive(Debug)]
+enum SlotState {
+    Empty,
+    Ready(Arc<Container>),
+    Closed,
+}
+
+#[derive(Debug)]
+struct Slot {
+    /// Random; in labels and logs instead of the key.
+    tag: String,
+    opened: Instant,
+    state: AsyncMutex<SlotState>,
+}
+
+/// Owns every sandbox container of this server instance. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SandboxManager {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    podman: PodmanClient,
+    template: SandboxTemplate,
+    me: Identity,
+    max_output: usize,
+    slots: Mutex<Slots>,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    map: HashMap<SandboxKey, Arc<Slot>>,
+    shutting_down: bool,
+}
+
+impl SandboxManager {
+    /// A manager creating containers from `template` through `podman`.
+    pub fn new(
+        podman: PodmanClient,
+        template: SandboxTemplate,
+        me: Identity,
+        max_output: usize,
+    ) -> Self {
+        SandboxManager {
+            inner: Arc::new(Inner {
+                podman,
+                template,
+                me,
+                max_output,
+                slots: Mutex::new(Slots::default()),
+            }),
+        }
+    }
+
+    /// This instance's identity (labels).
+    pub fn identity(&self) -> &Identity {
+        &self.inner.me
+    }
+
+    /// The Podman client.
+    pub fn podman(&self) -> &PodmanClient {
+        &self.inner.podman
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        // A panic while holding this lock cannot leave the map half-updated
+        // (every critical section is a single map operation), so a poisoned
+        // lock is still usable.
+        self.inner
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `/bin/sh -lc command` in `key`'s sandbox, creating it first if
+    /// needed. A non-zero exit is an `Ok` outcome.
+    ///
+    /// # Errors
+    /// See [`SandboxError`]. When the container turns out to be gone, the
+    /// slot is emptied so the next call creates a fresh one.
+    pub async fn exec(&self, key: &SandboxKey, command: &str) -> Result<ExecOutcome, SandboxError> {
+        let container = self.ensure(key).await?;
+        match self.run(&container, command).await {
+            Ok(outcome) => Ok(outcome),
+            Err(e) if gone(&e) || !self.running(&container).await => {
+                self.forget(key, &container).await;
+                Err(SandboxError::Gone)
+            }
+            Err(e) => Err(SandboxError::Exec(e)),
+        }
+    }
+
+    /// Runs one command in a sandbox made for it alone and removed after.
+    ///
+    /// # Errors
+    /// As [`SandboxManager::exec`].
+    pub async fn exec_oneshot(&self, command: &str) -> Result<ExecOutcome, SandboxError> {
+        let key = SandboxKey::OneShot(crate::random_hex(16));
+        let result = self.exec(&key, command).await;
+        self.release(&key, "one-shot call done").await;
+        result
+    }
+
+    /// Registers `key` (no container yet) and returns its tag, the random
+    /// name logs and labels use for it. Idempotent.
+    pub fn open(&self, key: &SandboxKey) -> String {
+        self.slot(key).map(|s| s.tag.clone()).unwrap_or_default()
+    }
+
+    fn slot(&self, key: &SandboxKey) -> Option<Arc<Slot>> {
+        let mut slots = self.slots();
+        if slots.shutting_down {
+            return None;
+        }
+        Some(
+            slots
+                .map
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    Arc::new(Slot {
+                        tag: crate::random_hex(6),
+                        opened: Instant::now(),
+                        state: AsyncMutex::new(SlotState::Empty),
+                    })
+                })
+                .clone(),
+        )
+    }
+
+    /// The slot's container, created and started on first use. Concurrent
+    /// first calls of one key create exactly one container: they queue on
+    /// the slot's lock.
+    async fn ensure(&self, key: &SandboxKey) -> Result<Arc<Container>, SandboxError> {
+        let slot = self.slot(key).ok_or(SandboxError::ShuttingDown)?;
+        let mut state = slot.state.lock().await;
+        match &*state {
+            SlotState::Ready(c) => return Ok(c.clone()),
+            SlotState::Closed => {
+                return Err(if self.slots().shutting_down {
+                    SandboxError::ShuttingDown
+                } else {
+                    SandboxError::Closed
+                });
+            }
+            SlotState::Empty => {}
+        }
+        let container = self.create(&slot.tag, key.kind()).await?;
+        let container = Arc::new(container);
+        *state = SlotState::Ready(container.clone());
+        Ok(container)
+    }
+
+    async fn create(&self, tag: &str, kind: &str) -> Result<Container, SandboxError> {
+        let podman = &self.inner.podman;
+        let name = format!("pod-exec-{}", crate::random_hex(8));
+        let spec = self.inner.template.spec(&name, tag, kind, &self.inner.me);
+        let t = Instant::now();
+        let id = podman
+            .create_container(&spec)
+            .await
+            .map_err(SandboxError::Create)?;
+        if let Err(e) = podman.start_container(&id).await {
+            // Don't leave a created-but-dead container behind.
+            let _ = podman.remove_container(&id, true).await;
+            return Err(SandboxError::Create(e));
+        }
+        info!(sandbox = tag, container = %name, ms = t.elapsed().as_millis() as u64, "container created");
+        Ok(Container { id, name })
+    }
+
+    /// exec create + start + read to EOF + inspect, bounded output.
+    async fn run(&self, c: &Container, command: &str) -> Result<ExecOutcome, PodmanError> {
+        let podman = &self.inner.podman;
+        let cfg = spec::shell_exec(command);
+        let exec_id = podman.create_exec(&c.id, &cfg).await?;
+        let mut stream = podman.start_exec(&exec_id, false).await?;
+        let mut out = OutputBuffer::new(self.inner.max_output);
+        while let Some(chunk) = stream.next_chunk().await {
+            out.push(&chunk?.data);
+        }
+        let retval = podman.inspect_exec(&exec_id).await?.exit_code;
+        Ok(ExecOutcome {
+            output: out.render(),
+            retval,
+        })
+    }
+
+    /// Whether the container still exists and runs (an error in between,
+    /// e.g. a stream cut by a removal, is judged by this).
+    async fn running(&self, c: &Container) -> bool {
+        match self.inner.podman.inspect_container(&c.id).await {
+            Ok(info) => info.state.running,
+            Err(e) => !gone(&e),
+        }
+    }
+
+    /// Empties `key`'s slot if it still holds `c`, removing what is left of
+    /// the container.
+    async fn forget(&self, key: &SandboxKey, c: &Container) {
+        let slot = self.slots().map.get(key).cloned();
+        if let Some(slot) = slot {
+            let mut state = slot.state.lock().await;
+            if matches!(&*state, SlotState::Ready(cur) if cur.id == c.id) {
+                *state = SlotState::Empty;
+            }
+        }
+        let _ = self.inner.podman.remove_container(&c.id, true).await;
+        warn!(container = %c.name, "container vanished from outside; the next call creates a new one");
+    }
+
+    /// Ends `key`'s sandbox: removes its container (if one was created).
+    /// Idempotent; a call waiting on the slot gets [`SandboxError::Closed`].
+    pub async fn release(&self, key: &SandboxKey, why: &str) {
+        let slot = self.slots().map.remove(key);
+        if let Some(slot) = slot {
+            self.close_slot(&slot, why).await;
+        }
+    }
+
+    async fn close_slot(&self, slot: &Slot, why: &str) {
+        let mut state = slot.state.lock().await;
+        let prev = std::mem::replace(&mut *state, SlotState::Closed);
+        drop(state);
+        if let SlotState::Ready(c) = prev {
+            let t = Instant::now();
+            match self.inner.podman.remove_container(&c.id, true).await {
+                Ok(_) => info!(
+                    sandbox = %slot.tag, container = %c.name, why,
+                    ms = t.elapsed().as_millis() as u64,
+                    lived_s = slot.opened.elapsed().as_secs(),
+                    "container removed"
+                ),
+                Err(e) => {
+                    warn!(sandbox = %slot.tag, container = %c.name, "could not remove container: {e}")
+                }
+            }
+        }
+    }
+
+    /// Stops accepting work and removes every container of this instance,
+    /// in parallel. Also sweeps by the instance label, so a container whose
+    /// creation was in flight is not missed.
+    pub async fn shutdown(&self) {
+        let slots: Vec<Arc<Slot>> = {
+            let mut s = self.slots();
+            s.shutting_down = true;
+            s.map.drain().map(|(_, v)| v).collect()
+        };
+        let closes = slots.iter().map(|s| self.close_slot(s, "server shutdown"));
+        futures::future::join_all(closes).await;
+        let instance = format!("{}={}", labels::INSTANCE, self.inner.me.instance);
+        let managed = format!("{}=true", labels::MANAGED);
+        match self
+            .inner
+            .podman
+            .list_containers(&[managed.as_str(), instance.as_str()])
+            .await
+        {
+            Ok(list) => {
+                let removes = list
+                    .iter()
+                    .map(|c| self.inner.podman.remove_container(&c.id, true));
+                futures::future::join_all(removes).await;
+            }
+            Err(e) => warn!("shutdown sweep: cannot list containers: {e}"),
+        }
+    }
+
+    /// Removes managed containers whose owning server process is gone (a
+    /// crashed or killed predecessor on this machine). Only containers
+    /// carrying the managed label are looked at. Returns how many were
+    /// removed.
+    ///
+    /// # Errors
+    /// Listing failed.
+    pub async fn reap_stale(&self) -> Result<usize, PodmanError> {
+        let managed = format!("{}=true", labels::MANAGED);
+        let list = self
+            .inner
+            .podman
+            .list_containers(&[managed.as_str()])
+            .await?;
+        let me = self.inner.me.owner.clone();
+        let stale: Vec<_> = list
+            .into_iter()
+            .filter(|c| c.labels.get(labels::INSTANCE) != Some(&self.inner.me.instance))
+            .filter(|c| {
+                c.labels
+                    .get(labels::OWNER)
+                    .is_some_and(|o| owner::liveness(o, me.as_deref()) == Liveness::Dead)
+            })
+            .collect();
+        let removes = stale.iter().map(|c| async {
+            let r = self.inner.podman.remove_container(&c.id, true).await;
+            if let Err(e) = &r {
+                warn!(container = %c.id, "could not remove stale container: {e}");
+            }
+            r.is_ok()
+        });
+        let removed = futures::future::join_all(removes)
+            .await
+            .into_iter()
+            .filter(|ok| *ok)
+            .count();
+        if removed > 0 {
+            info!(
+                removed,
+                "removed containers left by server instances that are gone"
+            );
+        }
+        Ok(removed)
+    }
+
+    /// Number of live sandboxes (for logs and tests).
+    pub fn len(&self) -> usize {
+        self.slots().map.len()
+    }
+
+    /// True when no sandbox is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The container is missing or no longer running.
+fn gone(e: &PodmanError) -> bool {
+    matches!(e, PodmanError::NotFound(_) | PodmanError::Conflict(_))
+}

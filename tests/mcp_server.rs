@@ -1,0 +1,387 @@
+//! The real server binary, driven by rmcp's client over streamable HTTP,
+//! against a real Podman: sessions, shell_exec, and container lifetimes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::server::{self, ServerProcess, containers_of, wait_for};
+use common::{image, live_podman};
+use pod_exec_mcp::mcp::ShellExecResult;
+use pod_exec_mcp::podman::PodmanClient;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
+    ProtocolVersion,
+};
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{RoleClient, ServiceExt};
+
+type Client = RunningService<RoleClient, ClientConfig>;
+
+/// A session client (protocol 2025-11-25: `initialize`, a session id).
+async fn connect(url: &str) -> Client {
+    let info = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("pod-exec-mcp-tests", "0"),
+    )
+    .with_protocol_version(ProtocolVersion::V_2025_11_25);
+    info.serve(StreamableHttpClientTransport::from_uri(url.to_owned()))
+        .await
+        .expect("initialize a session")
+}
+
+async fn call(client: &Client, command: &str) -> CallToolResult {
+    let args = serde_json::json!({ "command": command });
+    let args = args.as_object().cloned().unwrap_or_default();
+    client
+        .call_tool(CallToolRequestParams::new("shell_exec").with_arguments(args))
+        .await
+        .unwrap_or_else(|e| panic!("call shell_exec {command:?}: {e}"))
+}
+
+/// A successful call's structured result (and its text copy agrees).
+async fn run(client: &Client, command: &str) -> ShellExecResult {
+    let r = call(client, command).await;
+    assert_ne!(r.is_error, Some(true), "{command:?} failed: {r:?}");
+    let value = r.structured_content.clone().expect("structuredContent");
+    let parsed: ShellExecResult = serde_json::from_value(value.clone()).expect("schema");
+    let text = r
+        .content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .expect("text content");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&text).ok(),
+        Some(value)
+    );
+    parsed
+}
+
+fn error_text(r: &CallToolResult) -> String {
+    assert_eq!(r.is_error, Some(true), "expected a tool error: {r:?}");
+    r.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn count(podman: &PodmanClient, srv: &ServerProcess) -> usize {
+    srv.containers(podman).await.len()
+}
+
+#[tokio::test]
+async fn shell_exec_semantics() {
+    let podman = live_podman().await;
+    let srv = server::start(&[]);
+    let client = connect(&srv.url).await;
+
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let tool = tools
+        .iter()
+        .find(|t| t.name == "shell_exec")
+        .expect("shell_exec listed");
+    let schema = serde_json::to_value(tool.output_schema.as_deref()).expect("schema");
+    assert!(schema["properties"]["output"].is_object(), "{schema}");
+    assert!(schema["properties"]["retval"].is_object(), "{schema}");
+
+    // No container until the first call.
+    assert_eq!(count(&podman, &srv).await, 0);
+
+    let r = run(&client, "echo a; echo b >&2; echo c").await;
+    assert_eq!(r.output, "a\nb\nc\n");
+    assert_eq!(r.retval, 0);
+    assert_eq!(run(&client, "exit 3").await.retval, 3);
+    let r = run(&client, "no-such-command-xyz").await;
+    assert_eq!(r.retval, 127);
+    assert!(r.output.contains("not found"), "{}", r.output);
+
+    // stdin is closed: `cat` sees EOF at once.
+    let t = Instant::now();
+    let r = run(&client, "cat; echo after-cat").await;
+    assert_eq!(r.output, "after-cat\n");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "cat took {:?}",
+        t.elapsed()
+    );
+
+    // Invalid UTF-8 is replaced, not an error.
+    let r = run(&client, "printf 'a\\377b'").await;
+    assert_eq!(r.output, "a\u{FFFD}b");
+
+    // Bad input: a tool error the model can read, nothing runs.
+    assert!(error_text(&call(&client, "  ").await).contains("empty"));
+    assert!(error_text(&call(&client, "echo a\0b").await).contains("NUL"));
+
+    // The session's container: labels, a name nobody can guess.
+    let list = srv.containers(&podman).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    let c = &list[0];
+    assert_eq!(c.labels["pod-exec-mcp.managed"], "true");
+    assert_eq!(c.labels["pod-exec-mcp.instance"], srv.instance);
+    assert_eq!(c.labels["pod-exec-mcp.kind"], "session");
+    let tag = &c.labels["pod-exec-mcp.sandbox"];
+    assert!(
+        srv.logs().contains(tag.as_str()),
+        "log names the sandbox tag"
+    );
+    assert!(c.names[0].starts_with("pod-exec-"), "{:?}", c.names);
+    assert_eq!(c.image, image());
+
+    client.cancel().await.expect("close session");
+}
+
+#[tokio::test]
+async fn sessions_are_isolated_and_delete_removes_the_container() {
+    let podman = live_podman().await;
+    let srv = server::start(&[]);
+    let a = connect(&srv.url).await;
+    let b = connect(&srv.url).await;
+
+    run(&a, "echo secret > /work/mine").await;
+    let host_a = run(&a, "hostname").await.output;
+    let host_b = run(&b, "hostname").await.output;
+    assert_ne!(host_a, host_b);
+    assert_eq!(run(&a, "cat /work/mine").await.output, "secret\n");
+    let r = run(&b, "cat /work/mine").await;
+    assert_ne!(
+        r.retval, 0,
+        "the other session must not see the file: {r:?}"
+    );
+    // The same session keeps its container.
+    assert_eq!(run(&a, "hostname").await.output, host_a);
+    assert_eq!(count(&podman, &srv).await, 2);
+
+    // Closing a session (HTTP DELETE) removes its container, only its.
+    a.cancel().await.expect("close a");
+    wait_for(Duration::from_secs(10), "a's container removed", || async {
+        count(&podman, &srv).await == 1
+    })
+    .await;
+    assert_eq!(run(&b, "hostname").await.output, host_b);
+    b.cancel().await.expect("close b");
+    wait_for(Duration::from_secs(10), "b's container removed", || async {
+        count(&podman, &srv).await == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_first_calls_create_one_container() {
+    let podman = live_podman().await;
+    let srv = server::start(&[]);
+    let client = connect(&srv.url).await;
+    let calls = (0..4).map(|_| run(&client, "hostname"));
+    let results = futures::future::join_all(calls).await;
+    let first = &results[0].output;
+    assert!(results.iter().all(|r| &r.output == first), "{results:?}");
+    assert_eq!(count(&podman, &srv).await, 1);
+    client.cancel().await.expect("close");
+}
+
+#[tokio::test]
+async fn container_removed_from_outside_then_next_call_works() {
+    let podman = live_podman().await;
+    let srv = server::start(&[]);
+    let client = connect(&srv.url).await;
+    let before = run(&client, "hostname").await.output;
+    let list = srv.containers(&podman).await;
+    assert_eq!(list.len(), 1);
+    podman
+        .remove_container(&list[0].id, false)
+        .await
+        .expect("remove from outside");
+
+    let msg = error_text(&call(&client, "echo hi").await);
+    assert!(msg.contains("gone"), "{msg}");
+    let after = run(&client, "hostname").await.output;
+    assert_ne!(after, before, "a fresh container");
+    assert_eq!(count(&podman, &srv).await, 1);
+    client.cancel().await.expect("close");
+}
+
+#[tokio::test]
+async fn idle_session_expires_with_its_container() {
+    let podman = live_podman().await;
+    let srv = server::start(&[("POD_EXEC_IDLE_TIMEOUT", "2")]);
+    let client = connect(&srv.url).await;
+    run(&client, "true").await;
+    assert_eq!(count(&podman, &srv).await, 1);
+    wait_for(
+        Duration::from_secs(10),
+        "idle container removed",
+        || async { count(&podman, &srv).await == 0 },
+    )
+    .await;
+    assert!(srv.logs().contains("why=\"idle\""), "{}", srv.logs());
+}
+
+#[tokio::test]
+async fn sigterm_with_a_call_in_flight_exits_fast_and_cleans_up() {
+    let podman = live_podman().await;
+    let mut srv = server::start(&[]);
+    let client = connect(&srv.url).await;
+    run(&client, "true").await;
+    let in_flight = tokio::spawn(async move {
+        let r = call(&client, "sleep 60").await;
+        (r, client)
+    });
+    // Wait until the sleep really runs in the container.
+    let id = srv.containers(&podman).await[0].id.clone();
+    wait_for(Duration::from_secs(10), "sleep 60 running", || async {
+        let probe = common::sh(&podman, &id, "ps -eo args | grep -c '^sleep 60'").await;
+        String::from_utf8_lossy(&probe.stream(pod_exec_mcp::podman::StreamKind::Stdout)).trim()
+            != "0"
+    })
+    .await;
+
+    let t = Instant::now();
+    srv.signal("TERM");
+    let status = srv.wait_exit(Duration::from_secs(5));
+    let took = t.elapsed();
+    assert!(
+        status.is_some(),
+        "still running 5 s after SIGTERM; log:\n{}",
+        srv.logs()
+    );
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert_eq!(count(&podman, &srv).await, 0, "no container left");
+    eprintln!("SIGTERM to exit: {took:?}");
+    // The client gets an answer or a broken connection, not a hang.
+    let _ = tokio::time::timeout(Duration::from_secs(10), in_flight).await;
+}
+
+#[tokio::test]
+async fn a_killed_servers_containers_are_reaped_by_the_next_start() {
+    let podman = live_podman().await;
+    let mut first = server::start(&[]);
+    let client = connect(&first.url).await;
+    run(&client, "true").await;
+    let dead_instance = first.instance.clone();
+    assert_eq!(containers_of(&podman, &dead_instance).await.len(), 1);
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(5)).expect("killed");
+    // Still there: nobody removed it.
+    assert_eq!(containers_of(&podman, &dead_instance).await.len(), 1);
+    drop(client);
+
+    let second = server::start(&[]);
+    wait_for(
+        Duration::from_secs(10),
+        "stale container reaped",
+        || async { containers_of(&podman, &dead_instance).await.is_empty() },
+    )
+    .await;
+    assert!(
+        second
+            .logs()
+            .contains("removed containers left by server instances")
+    );
+    drop(first);
+}
+
+#[tokio::test]
+async fn startup_failures_are_fast_and_clear() {
+    let _podman = live_podman().await;
+
+    let (st, err, took) =
+        server::start_failure(&[("CONTAINER_HOST", "unix:///nonexistent/podman.sock")]);
+    assert!(!st.success());
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        err.contains("cannot reach the Podman API at unix:///nonexistent/podman.sock"),
+        "{err}"
+    );
+    assert!(err.contains("podman system service"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+
+    let (st, err, took) =
+        server::start_failure(&[("POD_EXEC_IMAGE", "localhost/pem-no-such-image:latest")]);
+    assert!(!st.success());
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        err.contains("image localhost/pem-no-such-image:latest is not present"),
+        "{err}"
+    );
+    assert!(err.contains("podman build"), "{err}");
+
+    let (st, err, _) =
+        server::start_failure(&[("CONTAINER_HOST", "ssh://core@host/run/podman.sock")]);
+    assert!(!st.success());
+    assert!(err.contains("ssh://"), "{err}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let (st, err, took) = server::start_failure(&[("MCP_PORT", port.as_str())]);
+    assert!(!st.success());
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
+
+/// POSTs one JSON-RPC request as a stateless (2026-07-28) client does: no
+/// `initialize`, no session; version and capabilities ride in `_meta`.
+/// (rmcp's client still performs `initialize` by default, so this is
+/// written by hand.) Returns the raw HTTP reply.
+async fn stateless_call(url: &str, command: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_owned();
+    let body = serde_json::json!({
+        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {
+            "name": "shell_exec",
+            "arguments": {"command": command},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"}
+            }
+        }
+    })
+    .to_string();
+    let req = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\n\
+         Mcp-Method: tools/call\r\nMcp-Name: shell_exec\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut reply))
+        .await
+        .expect("reply in time")
+        .expect("read");
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[tokio::test]
+async fn calls_without_a_session_run_in_a_one_shot_sandbox() {
+    let podman = live_podman().await;
+    let srv = server::start(&[]);
+    let reply = stateless_call(&srv.url, "echo stateless; exit 4").await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        reply.contains(r#""structuredContent":{"output":"stateless\n","retval":4}"#),
+        "{reply}"
+    );
+    // Nothing stays behind, and no session was opened.
+    wait_for(
+        Duration::from_secs(10),
+        "one-shot container removed",
+        || async { count(&podman, &srv).await == 0 },
+    )
+    .await;
+    assert!(!srv.logs().contains("session opened"), "{}", srv.logs());
+}
