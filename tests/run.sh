@@ -24,6 +24,9 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
+step "MCP test clients (tests/clients/setup.sh)"
+tests/clients/setup.sh
+
 step "cargo test (unit, fixtures, real-Podman integration)"
 cargo test --all-targets --no-fail-fast 2>&1 | tee target/test-output.log
 grep -q 'Running tests/podman_client.rs' target/test-output.log ||
