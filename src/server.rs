@@ -246,7 +246,14 @@ async fn route(
     req: Request<Incoming>,
 ) -> Response<RespBody> {
     if req.uri().path() == MCP_PATH {
-        return service.handle(req).await;
+        let is_delete = req.method() == http::Method::DELETE;
+        let mut resp = service.handle(req).await;
+        // rmcp ends a session with 202; the Python SDKs accept only 200 or
+        // 204 and report anything else as a failed termination.
+        if is_delete && resp.status() == StatusCode::ACCEPTED {
+            *resp.status_mut() = StatusCode::OK;
+        }
+        return resp;
     }
     let mut resp = Response::new(
         Full::new(Bytes::from_static(b"not found; the MCP endpoint is /mcp\n")).boxed(),

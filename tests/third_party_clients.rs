@@ -180,6 +180,13 @@ async fn python_low_level(venv: &str, major: &str) {
         summary["sent_delete"], true,
         "the client sent no DELETE: {summary}"
     );
+    // And the SDK accepted the answer (it takes only 200/204; rmcp's own
+    // answer is 202, which the server rewrites).
+    assert!(
+        !run.stderr().contains("Session termination failed"),
+        "{}",
+        run.stderr()
+    );
     assert_no_containers_soon(&server, &podman, "the session's container to be removed").await;
     let logs = server.logs();
     assert_eq!(logs.matches("session opened").count(), 1, "{logs}");
@@ -287,6 +294,8 @@ async fn inspector_cli_tools_call() {
         "{result}"
     );
     assert_eq!(result["structuredContent"]["retval"], 0, "{result}");
+    // Its schema validator (Ajv) knows every format the output schema uses.
+    assert!(!run.stderr().contains("unknown format"), "{}", run.stderr());
     let text = result["content"][0]["text"].as_str().expect("text content");
     let from_text: Value = serde_json::from_str(text).expect("text content is the JSON");
     assert_eq!(from_text, result["structuredContent"]);

@@ -39,7 +39,10 @@ pub struct ShellExecResult {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
     /// Bytes printed in all (present when truncated).
+    // Published as int64: JSON Schema validators (Ajv in the TypeScript SDK)
+    // warn about schemars' "uint64" format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<i64>", range(min = 0))]
     pub total_bytes: Option<u64>,
 }
 
@@ -200,6 +203,7 @@ mod tests {
         let required = schema["required"].as_array().expect("required");
         assert!(required.contains(&"output".into()));
         assert!(required.contains(&"retval".into()));
+        assert!(!schema.to_string().contains("uint"), "{schema}");
         let r = ShellExecResult {
             output: "x".into(),
             retval: 0,
