@@ -1,19 +1,64 @@
 //! The benchmark program: measures the raw libpod floor with the project's
-//! own client (the server comparison arrives with the benchmark issue).
+//! own client and the real server over MCP streamable HTTP in the same run,
+//! and reports every server figure as a ratio to that floor.
 //!
-//! `cargo bench --bench bench -- --samples 20`
+//! ```sh
+//! eval "$(tests/podman-env.sh)"
+//! cargo bench --bench bench                    # full run
+//! cargo bench --bench bench -- --smoke         # tiny, for CI
+//! ```
+//!
+//! Phases: (1) raw create+start, and exec create+start+inspect of the
+//! command, sequentially; (2) the server, one session: setup (initialize +
+//! first call) and warm calls; (3) raw and server at S-way concurrency,
+//! S x M calls each, for throughput; (4) server RSS idle, with open
+//! sessions, and while one call prints 1 GiB.
 
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use pod_exec_mcp::podman::{ContainerSpec, ExecConfig, PodmanClient};
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
+};
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::json;
 
-#[derive(Parser, Debug)]
-#[command(about = "pod_exec_mcp benchmark: raw libpod latency")]
+type Error = Box<dyn std::error::Error + Send + Sync>;
+type Client = RunningService<RoleClient, ClientConfig>;
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "pod_exec_mcp benchmark: the server against the raw libpod API, same run")]
 struct Args {
-    /// Samples per operation.
+    /// Sequential samples for the latency phases.
     #[arg(long, default_value_t = 20)]
     samples: usize,
+    /// Concurrent sessions in the throughput phase.
+    #[arg(long, default_value_t = 8)]
+    sessions: usize,
+    /// Sequential calls per session in the throughput phase.
+    #[arg(long, default_value_t = 20)]
+    calls: usize,
+    /// The command each call runs.
+    #[arg(long, default_value = "true")]
+    command: String,
+    /// Open sessions for the per-session memory figure.
+    #[arg(long, default_value_t = 50)]
+    open_sessions: usize,
+    /// Bytes printed by the big-output call (0 skips it).
+    #[arg(long, default_value_t = 1 << 30)]
+    big_output: u64,
+    /// Tiny run (CI smoke): 3 samples, 2 x 3 calls, 5 sessions, 16 MiB.
+    #[arg(long)]
+    smoke: bool,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "target/bench/latest.json")]
+    json: PathBuf,
     /// Session image.
     #[arg(
         long,
@@ -26,19 +71,44 @@ struct Args {
     bench: bool,
 }
 
-#[derive(Default)]
-struct Samples {
-    create: Vec<Duration>,
-    start: Vec<Duration>,
-    exec: Vec<Duration>,
-    remove: Vec<Duration>,
+// ---- statistics -----------------------------------------------------------------
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct Stats {
+    n: usize,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
 }
+
+fn stats(v: &[Duration]) -> Stats {
+    let mut ms: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    let pick = |p: f64| {
+        if ms.is_empty() {
+            f64::NAN
+        } else {
+            ms[((ms.len() - 1) as f64 * p).round() as usize]
+        }
+    };
+    Stats {
+        n: ms.len(),
+        p50_ms: pick(0.5),
+        p90_ms: pick(0.9),
+        p99_ms: pick(0.99),
+        max_ms: pick(1.0),
+    }
+}
+
+// ---- raw libpod -------------------------------------------------------------------
 
 fn spec(image: &str) -> ContainerSpec {
     let mut s = ContainerSpec {
         image: image.to_owned(),
         command: vec!["sleep".into(), "infinity".into()],
         init: Some(true),
+        no_new_privileges: Some(true),
         ..Default::default()
     };
     s.labels
@@ -47,82 +117,542 @@ fn spec(image: &str) -> ContainerSpec {
     s
 }
 
-/// exec create + start + read to EOF + inspect of `true`.
-async fn exec_true(client: &PodmanClient, id: &str) -> Result<i64, Box<dyn std::error::Error>> {
-    let exec_id = client
-        .create_exec(id, &ExecConfig::command(["true"]))
-        .await?;
-    let mut stream = client.start_exec(&exec_id, false).await?;
+/// Removes the raw phase's containers whatever happens.
+struct RawContainers {
+    podman: PodmanClient,
+    ids: Vec<String>,
+}
+
+impl RawContainers {
+    async fn create_start(&mut self, image: &str) -> Result<(String, Duration), Error> {
+        let t = Instant::now();
+        let id = self.podman.create_container(&spec(image)).await?;
+        self.ids.push(id.clone());
+        self.podman.start_container(&id).await?;
+        Ok((id, t.elapsed()))
+    }
+
+    async fn remove_all(&mut self) {
+        let removes = self
+            .ids
+            .drain(..)
+            .map(|id| {
+                let p = self.podman.clone();
+                async move { p.remove_container(&id, true).await }
+            })
+            .collect::<Vec<_>>();
+        futures::future::join_all(removes).await;
+    }
+}
+
+/// The raw floor of one call: exec create + start + read to EOF + inspect,
+/// running the same shell line the server runs.
+async fn raw_exec(podman: &PodmanClient, id: &str, command: &str) -> Result<Duration, Error> {
+    let t = Instant::now();
+    let cfg = ExecConfig::command([
+        "/bin/sh",
+        "-c",
+        "exec /bin/sh -lc \"$1\" 2>&1",
+        "pod-exec",
+        command,
+    ]);
+    let exec_id = podman.create_exec(id, &cfg).await?;
+    let mut stream = podman.start_exec(&exec_id, false).await?;
     while let Some(chunk) = stream.next_chunk().await {
         chunk?;
     }
-    Ok(client.inspect_exec(&exec_id).await?.exit_code)
+    podman.inspect_exec(&exec_id).await?;
+    Ok(t.elapsed())
 }
 
-async fn sample(
-    client: &PodmanClient,
-    image: &str,
-    s: &mut Samples,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let t = Instant::now();
-    let id = client.create_container(&spec(image)).await?;
-    s.create.push(t.elapsed());
-    let result = async {
-        let t = Instant::now();
-        client.start_container(&id).await?;
-        s.start.push(t.elapsed());
-        let t = Instant::now();
-        let code = exec_true(client, &id).await?;
-        s.exec.push(t.elapsed());
-        if code != 0 {
-            return Err(format!("`true` exited {code}").into());
+// ---- the server ---------------------------------------------------------------------
+
+struct ServerProc {
+    child: Child,
+    url: String,
+    instance: String,
+}
+
+impl ServerProc {
+    fn start(image: &str, envs: &[(&str, &str)]) -> Result<Self, Error> {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pod_exec_mcp"))
+            .env("MCP_HOST", "127.0.0.1")
+            .env("MCP_PORT", "0")
+            .env("POD_EXEC_IMAGE", image)
+            .env("RUST_LOG", "warn,pod_exec_mcp::server=info")
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut instance = String::new();
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(i) = line.split("instance=").nth(1) {
+                    instance = i.split_whitespace().next().unwrap_or("").to_owned();
+                }
+                if let Some(url) = line.split("serving MCP at ").nth(1) {
+                    let _ = tx.send((url.trim().to_owned(), instance.clone()));
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok((url, instance)) => Ok(ServerProc {
+                child,
+                url,
+                instance,
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                Err("server did not start".into())
+            }
         }
-        Ok::<(), Box<dyn std::error::Error>>(())
     }
-    .await;
-    let t = Instant::now();
-    client.remove_container(&id, true).await?;
-    s.remove.push(t.elapsed());
-    result
+
+    fn rss_kib(&self) -> u64 {
+        rss_kib(self.child.id())
+    }
+
+    /// SIGTERM and wait: the server removes its containers itself.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
-fn pct(v: &[Duration], p: f64) -> f64 {
-    let mut ms: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-    ms.sort_by(f64::total_cmp);
-    if ms.is_empty() {
-        return f64::NAN;
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+async fn connect(url: &str) -> Result<Client, Error> {
+    let info = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("pod-exec-mcp-bench", "0"),
+    )
+    .with_protocol_version(ProtocolVersion::V_2025_11_25);
+    Ok(info
+        .serve(StreamableHttpClientTransport::from_uri(url.to_owned()))
+        .await?)
+}
+
+async fn call(client: &Client, command: &str) -> Result<serde_json::Value, Error> {
+    let args = json!({ "command": command });
+    let args = args.as_object().cloned().unwrap_or_default();
+    let r = client
+        .call_tool(CallToolRequestParams::new("shell_exec").with_arguments(args))
+        .await?;
+    if r.is_error == Some(true) {
+        return Err(format!("tool error: {:?}", r.content).into());
     }
-    let i = ((ms.len() - 1) as f64 * p).round() as usize;
-    ms[i]
+    r.structured_content
+        .ok_or_else(|| "no structuredContent".into())
+}
+
+// ---- phases -------------------------------------------------------------------------
+
+#[derive(Debug, Default, serde::Serialize)]
+struct Report {
+    command: String,
+    podman_version: String,
+    raw_create_start: Stats,
+    raw_exec: Stats,
+    server_setup: Stats,
+    server_setup_pooled: Stats,
+    server_warm: Stats,
+    server_mcp_roundtrip: Stats,
+    concurrency: usize,
+    calls_per_session: usize,
+    raw_concurrent_exec: Stats,
+    raw_throughput_cps: f64,
+    server_concurrent_warm: Stats,
+    server_throughput_cps: f64,
+    rss_idle_kib: u64,
+    open_sessions: usize,
+    rss_open_sessions_kib: u64,
+    rss_per_session_kib: f64,
+    big_output_bytes: u64,
+    big_output_rss_before_kib: u64,
+    big_output_rss_peak_kib: u64,
+    big_output_secs: f64,
+    big_output_truncated: bool,
+    big_output_len: usize,
+}
+
+/// Latency, sequential, raw and server samples alternating so both see the
+/// same machine: create+start vs session setup (without and with a warm
+/// pool), and exec vs warm call.
+async fn latency_phase(
+    args: &Args,
+    podman: &PodmanClient,
+    server: &ServerProc,
+    pooled: &ServerProc,
+    raw: &mut RawContainers,
+    r: &mut Report,
+) -> Result<(), Error> {
+    let (mut cs, mut setup, mut setup_pooled) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.samples {
+        cs.push(raw.create_start(&args.image).await?.1);
+
+        let t = Instant::now();
+        let client = connect(&server.url).await?;
+        call(&client, &args.command).await?;
+        setup.push(t.elapsed());
+        client.cancel().await?;
+
+        wait_pool_ready(podman, pooled).await?;
+        let t = Instant::now();
+        let client = connect(&pooled.url).await?;
+        call(&client, &args.command).await?;
+        setup_pooled.push(t.elapsed());
+        client.cancel().await?;
+    }
+    r.raw_create_start = stats(&cs);
+    r.server_setup = stats(&setup);
+    r.server_setup_pooled = stats(&setup_pooled);
+
+    let id = raw.ids[0].clone();
+    let client = connect(&server.url).await?;
+    raw_exec(podman, &id, &args.command).await?; // warm-ups
+    call(&client, &args.command).await?;
+    let (mut ex, mut warm, mut rt) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.samples {
+        ex.push(raw_exec(podman, &id, &args.command).await?);
+        let t = Instant::now();
+        call(&client, &args.command).await?;
+        warm.push(t.elapsed());
+        // The MCP layer alone (no Podman): what HTTP + rmcp cost a call.
+        let t = Instant::now();
+        client.list_all_tools().await?;
+        rt.push(t.elapsed());
+    }
+    client.cancel().await?;
+    r.raw_exec = stats(&ex);
+    r.server_warm = stats(&warm);
+    r.server_mcp_roundtrip = stats(&rt);
+    Ok(())
+}
+
+/// Waits until the pooled server has a container waiting.
+async fn wait_pool_ready(podman: &PodmanClient, pooled: &ServerProc) -> Result<(), Error> {
+    let instance = format!("pod-exec-mcp.instance={}", pooled.instance);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let list = podman
+            .list_containers(&[
+                "pod-exec-mcp.managed=true",
+                "pod-exec-mcp.kind=pool",
+                instance.as_str(),
+            ])
+            .await?;
+        if list.iter().any(|c| c.state == "running") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("the warm pool did not refill within 20 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// S raw containers and S server sessions, M sequential calls each, all at
+/// once: throughput at the same concurrency.
+async fn concurrency_phase(
+    args: &Args,
+    podman: &PodmanClient,
+    server: &ServerProc,
+    raw: &RawContainers,
+    r: &mut Report,
+) -> Result<(), Error> {
+    let ids: Vec<String> = raw.ids.iter().take(args.sessions).cloned().collect();
+    if ids.len() < args.sessions {
+        return Err("need as many raw containers as sessions: raise --samples".into());
+    }
+    let t = Instant::now();
+    let tasks = ids.iter().map(|id| async move {
+        let mut v = Vec::new();
+        for _ in 0..args.calls {
+            v.push(raw_exec(podman, id, &args.command).await?);
+        }
+        Ok::<_, Error>(v)
+    });
+    let mut all = Vec::new();
+    for v in futures::future::join_all(tasks).await {
+        all.extend(v?);
+    }
+    r.raw_throughput_cps = all.len() as f64 / t.elapsed().as_secs_f64();
+    r.raw_concurrent_exec = stats(&all);
+
+    let mut clients = Vec::new();
+    for _ in 0..args.sessions {
+        let c = connect(&server.url).await?;
+        call(&c, &args.command).await?;
+        clients.push(c);
+    }
+    let t = Instant::now();
+    let tasks = clients.iter().map(|c| async move {
+        let mut v = Vec::new();
+        for _ in 0..args.calls {
+            let t = Instant::now();
+            call(c, &args.command).await?;
+            v.push(t.elapsed());
+        }
+        Ok::<_, Error>(v)
+    });
+    let mut all = Vec::new();
+    for v in futures::future::join_all(tasks).await {
+        all.extend(v?);
+    }
+    r.server_throughput_cps = all.len() as f64 / t.elapsed().as_secs_f64();
+    r.server_concurrent_warm = stats(&all);
+    for c in clients {
+        c.cancel().await?;
+    }
+    Ok(())
+}
+
+/// Server memory: with open sessions, and while one call prints a lot.
+async fn memory_phase(args: &Args, server: &ServerProc, r: &mut Report) -> Result<(), Error> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.rss_kib();
+    let mut open = Vec::new();
+    for _ in 0..args.open_sessions {
+        open.push(connect(&server.url).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    r.open_sessions = args.open_sessions;
+    r.rss_open_sessions_kib = server.rss_kib();
+    r.rss_per_session_kib =
+        (r.rss_open_sessions_kib.saturating_sub(before)) as f64 / args.open_sessions.max(1) as f64;
+    for c in open {
+        c.cancel().await?;
+    }
+
+    if args.big_output > 0 {
+        let client = connect(&server.url).await?;
+        call(&client, "true").await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        r.big_output_rss_before_kib = server.rss_kib();
+        let pid = server.child.id();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut peak = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    peak = peak.max(rss_kib(pid));
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                peak
+            })
+        };
+        let t = Instant::now();
+        let cmd = format!("head -c {} /dev/zero | tr '\\0' x", args.big_output);
+        let v = call(&client, &cmd).await;
+        r.big_output_secs = t.elapsed().as_secs_f64();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        r.big_output_rss_peak_kib = sampler.join().unwrap_or(0);
+        let v = v?;
+        r.big_output_bytes = args.big_output;
+        r.big_output_truncated = v["truncated"].as_bool().unwrap_or(false);
+        r.big_output_len = v["output"].as_str().map(str::len).unwrap_or(0);
+        client.cancel().await?;
+    }
+    Ok(())
+}
+
+async fn run_all(
+    args: &Args,
+    podman: &PodmanClient,
+    server: &ServerProc,
+    pooled: &ServerProc,
+    raw: &mut RawContainers,
+    r: &mut Report,
+) -> Result<(), Error> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    r.rss_idle_kib = server.rss_kib();
+    latency_phase(args, podman, server, pooled, raw, r).await?;
+    concurrency_phase(args, podman, server, raw, r).await?;
+    memory_phase(args, server, r).await
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.3}", a / b)
+    } else {
+        "-".into()
+    }
+}
+
+fn print(r: &Report) {
+    println!();
+    println!(
+        "pod_exec_mcp benchmark: command {:?}, podman {}",
+        r.command, r.podman_version
+    );
+    println!(
+        "{:<44} {:>9} {:>9} {:>9} {:>8}",
+        "latency (ms)", "p50", "p90", "p99", "n"
+    );
+    let row = |name: &str, s: &Stats| {
+        println!(
+            "{:<44} {:>9.1} {:>9.1} {:>9.1} {:>8}",
+            name, s.p50_ms, s.p90_ms, s.p99_ms, s.n
+        )
+    };
+    row("raw create+start", &r.raw_create_start);
+    row("raw exec (create+start+inspect)", &r.raw_exec);
+    row("server session setup (init + 1st call)", &r.server_setup);
+    row("  ... with POD_EXEC_WARM_POOL=1", &r.server_setup_pooled);
+    row("server warm shell_exec", &r.server_warm);
+    row(
+        "server MCP round trip (tools/list)",
+        &r.server_mcp_roundtrip,
+    );
+    row(
+        &format!("raw exec, {} concurrent", r.concurrency),
+        &r.raw_concurrent_exec,
+    );
+    row(
+        &format!("server warm, {} concurrent sessions", r.concurrency),
+        &r.server_concurrent_warm,
+    );
+    println!();
+    println!("{:<44} {:>12} {:>12}", "figure", "value", "ratio/target");
+    println!(
+        "{:<44} {:>12} {:>12}",
+        "warm p50 - raw exec p50 (ms; target <= 3)",
+        format!("{:+.1}", r.server_warm.p50_ms - r.raw_exec.p50_ms),
+        ratio(r.server_warm.p50_ms, r.raw_exec.p50_ms)
+    );
+    println!(
+        "{:<44} {:>12} {:>12}",
+        "setup p50 - raw create+start p50 (ms; <= 20)",
+        format!("{:+.1}", r.server_setup.p50_ms - r.raw_create_start.p50_ms),
+        ratio(r.server_setup.p50_ms, r.raw_create_start.p50_ms)
+    );
+    println!(
+        "{:<44} {:>12} {:>12}",
+        "  ... with the warm pool",
+        format!(
+            "{:+.1}",
+            r.server_setup_pooled.p50_ms - r.raw_create_start.p50_ms
+        ),
+        ratio(r.server_setup_pooled.p50_ms, r.raw_create_start.p50_ms)
+    );
+    println!(
+        "{:<44} {:>12} {:>12}",
+        "setup p50 - (create+start + exec) p50 (ms)",
+        format!(
+            "{:+.1}",
+            r.server_setup.p50_ms - r.raw_create_start.p50_ms - r.raw_exec.p50_ms
+        ),
+        "server's own"
+    );
+    println!(
+        "{:<44} {:>12} {:>12}",
+        format!(
+            "throughput {}x{} calls/s (>= 0.90 of raw)",
+            r.concurrency, r.calls_per_session
+        ),
+        format!(
+            "{:.1} / {:.1}",
+            r.server_throughput_cps, r.raw_throughput_cps
+        ),
+        ratio(r.server_throughput_cps, r.raw_throughput_cps)
+    );
+    println!(
+        "{:<44} {:>12} {:>12}",
+        "RSS idle (KiB; <= 15360)", r.rss_idle_kib, ""
+    );
+    println!(
+        "{:<44} {:>12} {:>12}",
+        format!(
+            "RSS per open session, {} open (KiB; <= 256)",
+            r.open_sessions
+        ),
+        format!("{:.1}", r.rss_per_session_kib),
+        ""
+    );
+    if r.big_output_bytes > 0 {
+        println!(
+            "{:<44} {:>12} {:>12}",
+            format!(
+                "RSS growth printing {} MiB (KiB; <= 8192)",
+                r.big_output_bytes >> 20
+            ),
+            r.big_output_rss_peak_kib
+                .saturating_sub(r.big_output_rss_before_kib),
+            format!("{:.1} s", r.big_output_secs)
+        );
+    }
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
-    let client = PodmanClient::from_env()?;
-    client.ping().await?;
-    let mut s = Samples::default();
-    // One warm-up round so the first sample does not pay for cold caches.
-    let mut warm = Samples::default();
-    sample(&client, &args.image, &mut warm).await?;
-    for _ in 0..args.samples {
-        sample(&client, &args.image, &mut s).await?;
+async fn main() -> Result<(), Error> {
+    let mut args = Args::parse();
+    if args.smoke {
+        args.samples = 3;
+        args.sessions = 2;
+        args.calls = 3;
+        args.open_sessions = 5;
+        args.big_output = 16 << 20;
     }
-    println!("raw libpod latency, {} samples (ms)", args.samples);
-    println!("{:<36} {:>8} {:>8} {:>8}", "operation", "p50", "p90", "max");
-    for (name, v) in [
-        ("container create", &s.create),
-        ("container start", &s.start),
-        ("exec create+start+inspect `true`", &s.exec),
-        ("container remove (force, timeout=0)", &s.remove),
-    ] {
-        println!(
-            "{:<36} {:>8.1} {:>8.1} {:>8.1}",
-            name,
-            pct(v, 0.5),
-            pct(v, 0.9),
-            pct(v, 1.0)
-        );
+    args.samples = args.samples.max(args.sessions).max(1);
+    let podman = PodmanClient::from_env()?;
+    let version = podman
+        .version()
+        .await
+        .map_err(|e| format!("{e}\nStart Podman first: eval \"$(tests/podman-env.sh)\""))?;
+    let mut r = Report {
+        command: args.command.clone(),
+        podman_version: version.version,
+        concurrency: args.sessions,
+        calls_per_session: args.calls,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let server = ServerProc::start(&args.image, &[])?;
+    let pooled = ServerProc::start(&args.image, &[("POD_EXEC_WARM_POOL", "1")])?;
+    let mut raw = RawContainers {
+        podman: podman.clone(),
+        ids: Vec::new(),
+    };
+    let result = run_all(&args, &podman, &server, &pooled, &mut raw, &mut r).await;
+    raw.remove_all().await;
+    server.stop();
+    pooled.stop();
+    result?;
+    print(&r);
+    if let Some(dir) = args.json.parent() {
+        std::fs::create_dir_all(dir)?;
     }
+    std::fs::write(&args.json, serde_json::to_vec_pretty(&r)?)?;
+    println!(
+        "\nJSON: {}   (whole run {:.0} s)",
+        args.json.display(),
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }

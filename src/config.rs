@@ -58,6 +58,12 @@ pub struct Config {
     #[arg(long, env = "POD_EXEC_MAX_OUTPUT", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(200..=100_000_000))]
     pub max_output: u64,
 
+    /// Started containers kept ready for new sessions (0: none). A session's
+    /// first call then skips container create+start; pooled containers are
+    /// labelled kind=pool rather than with their session.
+    #[arg(long, env = "POD_EXEC_WARM_POOL", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=64))]
+    pub warm_pool: u64,
+
     /// Extra Host header values accepted (comma-separated) besides
     /// localhost, 127.0.0.1, ::1 and the listen address; "*" accepts any
     /// (only behind a proxy that checks Host itself).
@@ -161,6 +167,7 @@ mod tests {
             "POD_EXEC_PIDS_LIMIT",
             "POD_EXEC_MAX_OUTPUT",
             "POD_EXEC_ALLOWED_HOSTS",
+            "POD_EXEC_WARM_POOL",
         ] {
             assert!(
                 help.contains(&format!("[env: {name}")),

@@ -170,6 +170,7 @@ impl Server {
             }
         });
         tokio::spawn(sessions.clone().reap_idle(shutdown.child_token()));
+        sandboxes.start_pool(usize::try_from(config.warm_pool).unwrap_or(0));
 
         let shared = PodExecServer::shared(sandboxes.clone());
         let mut http_config =

@@ -385,3 +385,45 @@ async fn calls_without_a_session_run_in_a_one_shot_sandbox() {
     .await;
     assert!(!srv.logs().contains("session opened"), "{}", srv.logs());
 }
+
+#[tokio::test]
+async fn warm_pool_serves_first_calls_and_refills() {
+    let podman = live_podman().await;
+    let mut srv = server::start(&[("POD_EXEC_WARM_POOL", "1")]);
+    let kind = |c: &pod_exec_mcp::podman::ContainerSummary| c.labels["pod-exec-mcp.kind"].clone();
+    wait_for(Duration::from_secs(10), "one pooled container", || async {
+        srv.containers(&podman)
+            .await
+            .iter()
+            .filter(|c| kind(c) == "pool")
+            .count()
+            == 1
+    })
+    .await;
+    let pooled = srv.containers(&podman).await[0].id.clone();
+
+    let client = connect(&srv.url).await;
+    let host = run(&client, "hostname").await.output;
+    assert!(
+        pooled.starts_with(host.trim()),
+        "the pooled container served the call"
+    );
+    assert!(srv.logs().contains("pooled container assigned"));
+    // The pool refills: one for the session, one waiting.
+    wait_for(Duration::from_secs(10), "pool refilled", || async {
+        count(&podman, &srv).await == 2
+    })
+    .await;
+
+    client.cancel().await.expect("close");
+    srv.signal("TERM");
+    assert!(
+        srv.wait_exit(Duration::from_secs(5))
+            .is_some_and(|s| s.success())
+    );
+    assert_eq!(
+        count(&podman, &srv).await,
+        0,
+        "pooled containers removed too"
+    );
+}

@@ -28,12 +28,14 @@ step "MCP test clients (tests/clients/setup.sh)"
 tests/clients/setup.sh
 
 step "cargo test (unit, fixtures, real-Podman integration)"
-cargo test --all-targets --no-fail-fast 2>&1 | tee target/test-output.log
+# Default targets: lib, bins, integration tests (examples are built). The
+# benchmark is not a test; its smoke run follows.
+cargo test --no-fail-fast 2>&1 | tee target/test-output.log
 grep -q 'Running tests/podman_client.rs' target/test-output.log ||
   { echo "the Podman integration tests did not run" >&2; exit 1; }
 
-step "smoke: benchmark program (raw libpod floor, 2 samples)"
-cargo bench --bench bench --quiet -- --samples 2
+step "smoke: benchmark program (tiny sizes, debug build: it must run, figures are not judged)"
+cargo test --bench bench -- --smoke --json target/bench/smoke.json
 
 step "no managed test container left behind"
 left=$(curl -fsS --unix-socket "${CONTAINER_HOST#unix://}" \

@@ -14,7 +14,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::Mutex as AsyncMutex;
+use tokio::sync::{Mutex as AsyncMutex, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::podman::{PodmanClient, PodmanError};
@@ -113,6 +115,15 @@ struct Inner {
     me: Identity,
     max_output: usize,
     slots: Mutex<Slots>,
+    pool: Mutex<Option<Pool>>,
+}
+
+/// Started containers waiting for a session (POD_EXEC_WARM_POOL).
+#[derive(Debug)]
+struct Pool {
+    ready: Arc<AsyncMutex<mpsc::Receiver<Container>>>,
+    stop: CancellationToken,
+    filler: JoinHandle<()>,
 }
 
 #[derive(Debug, Default)]
@@ -136,6 +147,7 @@ impl SandboxManager {
                 me,
                 max_output,
                 slots: Mutex::new(Slots::default()),
+                pool: Mutex::new(None),
             }),
         }
     }
@@ -232,7 +244,13 @@ impl SandboxManager {
             }
             SlotState::Empty => {}
         }
-        let container = self.create(&slot.tag, key.kind()).await?;
+        let container = match self.claim_pooled().await {
+            Some(c) => {
+                info!(sandbox = %slot.tag, container = %c.name, "pooled container assigned");
+                c
+            }
+            None => self.create(&slot.tag, key.kind()).await?,
+        };
         let container = Arc::new(container);
         *state = SlotState::Ready(container.clone());
         Ok(container)
@@ -254,6 +272,67 @@ impl SandboxManager {
         }
         info!(sandbox = tag, container = %name, ms = t.elapsed().as_millis() as u64, "container created");
         Ok(Container { id, name })
+    }
+
+    /// Keeps `size` started containers ready so a new session's first call
+    /// skips create+start. Pooled containers carry `kind=pool` and their
+    /// own tag; the log line "pooled container assigned" names the session
+    /// that took one. Call once, at start-up.
+    pub fn start_pool(&self, size: usize) {
+        if size == 0 {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(size);
+        let stop = CancellationToken::new();
+        let this = self.clone();
+        let token = stop.clone();
+        let filler = tokio::spawn(async move {
+            loop {
+                let permit = tokio::select! {
+                    _ = token.cancelled() => return,
+                    p = tx.reserve() => match p { Ok(p) => p, Err(_) => return },
+                };
+                // Not raced against `token`: a create dropped mid-request
+                // could still complete in Podman after the shutdown sweep.
+                match this.create(&crate::random_hex(6), "pool").await {
+                    Ok(c) if token.is_cancelled() => {
+                        let _ = this.inner.podman.remove_container(&c.id, true).await;
+                        return;
+                    }
+                    Ok(c) => permit.send(c),
+                    Err(e) => {
+                        drop(permit);
+                        warn!("warm pool: {e}; retrying in 1 s");
+                        tokio::select! {
+                            _ = token.cancelled() => return,
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            }
+        });
+        *self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Pool {
+            ready: Arc::new(AsyncMutex::new(rx)),
+            stop,
+            filler,
+        });
+    }
+
+    /// A ready pooled container, if one is waiting (never waits for one).
+    async fn claim_pooled(&self) -> Option<Container> {
+        let ready = self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|p| p.ready.clone())?;
+        let mut rx = ready.lock().await;
+        rx.try_recv().ok()
     }
 
     /// exec create + start + read to EOF + inspect, bounded output.
@@ -334,6 +413,22 @@ impl SandboxManager {
             s.shutting_down = true;
             s.map.drain().map(|(_, v)| v).collect()
         };
+        let pool = self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(pool) = pool {
+            pool.stop.cancel();
+            // It finishes the create in flight (if any) and removes it.
+            let _ = pool.filler.await;
+            let mut rx = pool.ready.lock().await;
+            rx.close();
+            while let Some(c) = rx.recv().await {
+                let _ = self.inner.podman.remove_container(&c.id, true).await;
+            }
+        }
         let closes = slots.iter().map(|s| self.close_slot(s, "server shutdown"));
         futures::future::join_all(closes).await;
         let instance = format!("{}={}", labels::INSTANCE, self.inner.me.instance);
