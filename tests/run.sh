@@ -18,6 +18,17 @@ if [ -n "${POD_EXEC_ENV_SERVICE_PID:-}" ]; then
 fi
 echo "CONTAINER_HOST=$CONTAINER_HOST POD_EXEC_IMAGE=$POD_EXEC_IMAGE"
 
+# Managed containers, one id a line (on a shared Podman some may predate us).
+managed() {
+  local q='filters=%7B%22label%22%3A%5B%22pod-exec-mcp.managed%3Dtrue%22%5D%7D'
+  case "$CONTAINER_HOST" in
+    unix://*) curl -fsS --unix-socket "${CONTAINER_HOST#unix://}" "http://d/v4.0.0/libpod/containers/json?all=true&$q" ;;
+    tcp://*) curl -fsS "http://${CONTAINER_HOST#tcp://}/v4.0.0/libpod/containers/json?all=true&$q" ;;
+  esac | python3 -c 'import json,sys; [print(c["Id"]) for c in (json.load(sys.stdin) or [])]' | sort
+}
+mkdir -p target
+managed >target/managed-before.txt 2>/dev/null || : >target/managed-before.txt
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -37,12 +48,11 @@ grep -q 'Running tests/podman_client.rs' target/test-output.log ||
 step "smoke: benchmark program (tiny sizes, debug build: it must run, figures are not judged)"
 cargo test --bench bench -- --smoke --json target/bench/smoke.json
 
-step "no managed test container left behind"
-left=$(curl -fsS --unix-socket "${CONTAINER_HOST#unix://}" \
-  "http://d/v4.0.0/libpod/containers/json?all=true&filters=%7B%22label%22%3A%5B%22pod-exec-mcp.managed%3Dtrue%22%5D%7D" |
-  python3 -c 'import json,sys; print(len(json.load(sys.stdin) or []))')
+step "no managed container left behind"
+left=$(managed | comm -13 target/managed-before.txt - | wc -l)
+rm -f target/managed-before.txt
 if [ "$left" != 0 ]; then
-  echo "$left managed container(s) are still there after the tests" >&2
+  echo "$left managed container(s) created during this run are still there" >&2
   exit 1
 fi
 echo "none"
