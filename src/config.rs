@@ -53,6 +53,19 @@ pub struct Config {
     #[arg(long, env = "POD_EXEC_PIDS_LIMIT", default_value_t = 1024)]
     pub pids_limit: u32,
 
+    /// Default time limit of a call in seconds; at the deadline every
+    /// process the call started is killed.
+    #[arg(long, env = "POD_EXEC_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+
+    /// Largest `timeout` a call may ask for, in seconds.
+    #[arg(long, env = "POD_EXEC_MAX_TIMEOUT", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_timeout: u64,
+
+    /// Calls one session may run at the same time; more are refused.
+    #[arg(long, env = "POD_EXEC_MAX_CONCURRENT_PER_SESSION", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub max_concurrent_per_session: u64,
+
     /// Output kept per call, in characters: longer output keeps its head and
     /// its tail with a marker between them.
     #[arg(long, env = "POD_EXEC_MAX_OUTPUT", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(200..=100_000_000))]
@@ -95,6 +108,14 @@ impl Config {
     /// Idle expiry of a session.
     pub fn idle(&self) -> Duration {
         Duration::from_secs(self.idle_timeout)
+    }
+
+    /// The time limit for a call that asked for `requested` seconds: the
+    /// default when absent, never above the maximum.
+    pub fn call_timeout(&self, requested: Option<f64>) -> Duration {
+        let max = self.max_timeout as f64;
+        let secs = requested.unwrap_or(self.timeout as f64).min(max);
+        Duration::from_secs_f64(secs.max(0.001))
     }
 
     /// Host header values to accept, or `None` for any.
@@ -168,6 +189,9 @@ mod tests {
             "POD_EXEC_MAX_OUTPUT",
             "POD_EXEC_ALLOWED_HOSTS",
             "POD_EXEC_WARM_POOL",
+            "POD_EXEC_TIMEOUT",
+            "POD_EXEC_MAX_TIMEOUT",
+            "POD_EXEC_MAX_CONCURRENT_PER_SESSION",
         ] {
             assert!(
                 help.contains(&format!("[env: {name}")),
@@ -177,6 +201,14 @@ mod tests {
         let c = Config::try_parse_from(["pod_exec_mcp"]).unwrap();
         assert_eq!(c.listen_addr().to_string(), "127.0.0.1:8000");
         assert_eq!(c.idle(), Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn call_timeout_defaults_and_caps() {
+        let c = Config::try_parse_from(["x", "--timeout", "10", "--max-timeout", "60"]).unwrap();
+        assert_eq!(c.call_timeout(None), Duration::from_secs(10));
+        assert_eq!(c.call_timeout(Some(2.5)), Duration::from_millis(2500));
+        assert_eq!(c.call_timeout(Some(1e9)), Duration::from_secs(60));
     }
 
     #[test]

@@ -23,9 +23,9 @@ use crate::config::Config;
 use crate::mcp::PodExecServer;
 use crate::mcp::session::{Sessions, SharedSessions};
 use crate::podman::{Endpoint, EndpointError, PodmanClient, PodmanError};
-use crate::sandbox::SandboxManager;
 use crate::sandbox::owner::Identity;
 use crate::sandbox::spec::SandboxTemplate;
+use crate::sandbox::{Limits, SandboxManager};
 
 /// How long start-up checks may wait for Podman: start-up must fail within
 /// 2 s when Podman is not there.
@@ -130,13 +130,13 @@ impl Server {
             image = %config.image, instance = %me.instance,
             "connected to Podman"
         );
-        let max_output = usize::try_from(config.max_output).unwrap_or(usize::MAX);
-        let sandboxes = SandboxManager::new(
-            podman,
-            SandboxTemplate::from_config(&config),
-            me,
-            max_output,
-        );
+        let limits = Limits {
+            max_output: usize::try_from(config.max_output).unwrap_or(usize::MAX),
+            max_calls_per_sandbox: usize::try_from(config.max_concurrent_per_session)
+                .unwrap_or(usize::MAX),
+        };
+        let sandboxes =
+            SandboxManager::new(podman, SandboxTemplate::from_config(&config), me, limits);
         let sessions = Arc::new(Sessions::new(sandboxes.clone(), config.idle()));
         Ok(Server {
             listener,
@@ -172,7 +172,7 @@ impl Server {
         tokio::spawn(sessions.clone().reap_idle(shutdown.child_token()));
         sandboxes.start_pool(usize::try_from(config.warm_pool).unwrap_or(0));
 
-        let shared = PodExecServer::shared(sandboxes.clone());
+        let shared = PodExecServer::shared(sandboxes.clone(), config.clone());
         let mut http_config =
             StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
         http_config = match config.host_allowlist() {

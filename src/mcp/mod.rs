@@ -9,14 +9,21 @@ use std::sync::Arc;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolResult, ContentBlock, Implementation, ProgressNotificationParam, ServerCapabilities,
+    ServerConfig,
+};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
-use crate::sandbox::{ExecOutcome, SandboxError, SandboxKey, SandboxManager};
+use crate::config::Config;
+use crate::sandbox::spec::MAX_COMMAND_BYTES;
+use crate::sandbox::{
+    ExecOptions, ExecOutcome, Progress, SandboxError, SandboxKey, SandboxManager,
+};
 
 /// Arguments of `shell_exec`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -24,6 +31,11 @@ pub struct ShellExecArgs {
     /// The shell command line, run as `/bin/sh -lc <command>` in this
     /// session's container.
     pub command: String,
+    /// Time limit in seconds (default POD_EXEC_TIMEOUT, capped by
+    /// POD_EXEC_MAX_TIMEOUT). At the limit every process the call started
+    /// is killed and the output so far returns with `timed_out: true`.
+    #[serde(default)]
+    pub timeout: Option<f64>,
 }
 
 /// Result of `shell_exec`.
@@ -35,6 +47,10 @@ pub struct ShellExecResult {
     pub output: String,
     /// The command's exit code (non-zero is a normal result).
     pub retval: i64,
+    /// Present and true when the call hit its time limit and was killed
+    /// (`retval` 124, or 137 when SIGKILL was needed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
     /// Present and true when output was left out in the middle.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
@@ -49,6 +65,7 @@ pub struct ShellExecResult {
 impl From<ExecOutcome> for ShellExecResult {
     fn from(o: ExecOutcome) -> Self {
         ShellExecResult {
+            timed_out: o.timed_out,
             truncated: o.output.truncated,
             total_bytes: o.output.truncated.then_some(o.output.total_bytes),
             output: o.output.text,
@@ -62,6 +79,7 @@ impl From<ExecOutcome> for ShellExecResult {
 #[derive(Debug)]
 pub struct Shared {
     sandboxes: SandboxManager,
+    config: Config,
     tool_router: ToolRouter<PodExecServer>,
 }
 
@@ -73,9 +91,10 @@ pub struct PodExecServer {
 
 impl PodExecServer {
     /// Shared state for all handlers.
-    pub fn shared(sandboxes: SandboxManager) -> Arc<Shared> {
+    pub fn shared(sandboxes: SandboxManager, config: Config) -> Arc<Shared> {
         Arc::new(Shared {
             sandboxes,
+            config,
             tool_router: Self::tool_router(),
         })
     }
@@ -109,6 +128,13 @@ fn validate_command(command: &str) -> Result<(), String> {
     if command.trim().is_empty() {
         return Err("`command` is empty: pass the shell command line to run".into());
     }
+    if command.len() > MAX_COMMAND_BYTES {
+        return Err(format!(
+            "`command` is {} bytes; the limit is {MAX_COMMAND_BYTES}. Write long scripts to a \
+             file in several smaller calls, then run the file",
+            command.len()
+        ));
+    }
     if command.contains('\0') {
         return Err(
             "`command` contains a NUL byte, which no shell command can carry; remove it".into(),
@@ -135,20 +161,42 @@ impl PodExecServer {
         Parameters(args): Parameters<ShellExecArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        if let Err(msg) = validate_command(&args.command) {
+        if let Err(msg) = validate_command(&args.command).and(validate_timeout(args.timeout)) {
             return Ok(tool_error(msg));
         }
         let sandboxes = &self.shared.sandboxes;
-        let result = match session_id(&ctx) {
-            Some(id) => {
-                sandboxes
-                    .exec(&SandboxKey::Session(id), &args.command)
-                    .await
-            }
-            // No session (stateless protocol or a transport without one):
-            // a sandbox for this call alone.
-            None => sandboxes.exec_oneshot(&args.command).await,
+        let progress_token = ctx.meta.get_progress_token();
+        let (progress_tx, mut progress_rx) = tokio::sync::mpsc::channel::<Progress>(2);
+        let opts = ExecOptions {
+            timeout: self.shared.config.call_timeout(args.timeout),
+            // notifications/cancelled fires this.
+            cancel: ctx.ct.clone(),
+            progress: progress_token.is_some().then_some(progress_tx),
         };
+        let exec = async {
+            match session_id(&ctx) {
+                Some(id) => {
+                    sandboxes
+                        .exec(&SandboxKey::Session(id), &args.command, opts)
+                        .await
+                }
+                // No session (stateless protocol or a transport without
+                // one): a sandbox for this call alone.
+                None => sandboxes.exec_oneshot(&args.command, opts).await,
+            }
+        };
+        // Forward progress until the call ends (its sender drops with it).
+        let forward = async {
+            while let Some(p) = progress_rx.recv().await {
+                if let Some(token) = &progress_token {
+                    let note =
+                        ProgressNotificationParam::new(token.clone(), p.elapsed.as_secs_f64())
+                            .with_message(progress_message(&p));
+                    let _ = ctx.peer.notify_progress(note).await;
+                }
+            }
+        };
+        let (result, ()) = tokio::join!(exec, forward);
         match result {
             Ok(outcome) => {
                 let r = ShellExecResult::from(outcome);
@@ -160,6 +208,25 @@ impl PodExecServer {
             Err(e) => Ok(tool_error(error_text(&e))),
         }
     }
+}
+
+fn validate_timeout(t: Option<f64>) -> Result<(), String> {
+    match t {
+        Some(t) if !(t.is_finite() && t > 0.0) => Err(format!(
+            "`timeout` must be a positive number of seconds, not {t}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// "12 s, 3456 bytes: <last line>"
+fn progress_message(p: &Progress) -> String {
+    format!(
+        "{} s, {} bytes: {}",
+        p.elapsed.as_secs(),
+        p.bytes,
+        p.last_line
+    )
 }
 
 fn error_text(e: &SandboxError) -> String {
@@ -195,6 +262,14 @@ mod tests {
         assert!(validate_command("echo hi").is_ok());
         assert!(validate_command("   \n").unwrap_err().contains("empty"));
         assert!(validate_command("a\0b").unwrap_err().contains("NUL"));
+        assert!(
+            validate_command(&"x".repeat(MAX_COMMAND_BYTES + 1))
+                .unwrap_err()
+                .contains("limit")
+        );
+        assert!(validate_timeout(Some(0.0)).is_err());
+        assert!(validate_timeout(Some(f64::NAN)).is_err());
+        assert!(validate_timeout(Some(0.5)).is_ok());
     }
 
     #[test]
@@ -207,6 +282,7 @@ mod tests {
         let r = ShellExecResult {
             output: "x".into(),
             retval: 0,
+            timed_out: false,
             truncated: false,
             total_bytes: None,
         };

@@ -7,6 +7,7 @@
 
 pub mod output;
 pub mod owner;
+pub mod run;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -14,13 +15,14 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::{Mutex as AsyncMutex, mpsc};
+use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::podman::{PodmanClient, PodmanError};
-use output::{OutputBuffer, RenderedOutput};
+pub use run::{ExecOptions, ExecOutcome, Progress};
+
 use owner::{Identity, Liveness, labels};
 use spec::SandboxTemplate;
 
@@ -70,15 +72,12 @@ pub enum SandboxError {
     /// The server is stopping.
     #[error("the server is shutting down")]
     ShuttingDown,
-}
-
-/// A finished command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecOutcome {
-    /// Merged stdout+stderr, bounded.
-    pub output: RenderedOutput,
-    /// Exit code.
-    pub retval: i64,
+    /// Too many calls of one session at once.
+    #[error(
+        "this session already runs {0} calls at once, the limit \
+         (POD_EXEC_MAX_CONCURRENT_PER_SESSION); wait for one to finish and call again"
+    )]
+    Busy(usize),
 }
 
 #[derive(Debug)]
@@ -98,8 +97,21 @@ enum SlotState {
 struct Slot {
     /// Random; in labels and logs instead of the key.
     tag: String,
+    /// Label value: "session" or "oneshot".
+    kind: &'static str,
     opened: Instant,
     state: AsyncMutex<SlotState>,
+    /// Calls running now; bounded per session.
+    calls: Arc<Semaphore>,
+}
+
+/// Per-call and per-sandbox bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Output bytes kept per call.
+    pub max_output: usize,
+    /// Calls one sandbox runs at once.
+    pub max_calls_per_sandbox: usize,
 }
 
 /// Owns every sandbox container of this server instance. Cheap to clone.
@@ -114,6 +126,7 @@ struct Inner {
     template: SandboxTemplate,
     me: Identity,
     max_output: usize,
+    max_calls: usize,
     slots: Mutex<Slots>,
     pool: Mutex<Option<Pool>>,
 }
@@ -138,14 +151,15 @@ impl SandboxManager {
         podman: PodmanClient,
         template: SandboxTemplate,
         me: Identity,
-        max_output: usize,
+        limits: Limits,
     ) -> Self {
         SandboxManager {
             inner: Arc::new(Inner {
                 podman,
                 template,
                 me,
-                max_output,
+                max_output: limits.max_output,
+                max_calls: limits.max_calls_per_sandbox.max(1),
                 slots: Mutex::new(Slots::default()),
                 pool: Mutex::new(None),
             }),
@@ -178,9 +192,29 @@ impl SandboxManager {
     /// # Errors
     /// See [`SandboxError`]. When the container turns out to be gone, the
     /// slot is emptied so the next call creates a fresh one.
-    pub async fn exec(&self, key: &SandboxKey, command: &str) -> Result<ExecOutcome, SandboxError> {
-        let container = self.ensure(key).await?;
-        match self.run(&container, command).await {
+    pub async fn exec(
+        &self,
+        key: &SandboxKey,
+        command: &str,
+        opts: ExecOptions,
+    ) -> Result<ExecOutcome, SandboxError> {
+        let slot = self.slot(key).ok_or(SandboxError::ShuttingDown)?;
+        // Refused, not queued: a queue would grow without bound.
+        let _permit = slot
+            .calls
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| SandboxError::Busy(self.inner.max_calls))?;
+        let container = self.ensure(&slot).await?;
+        let result = run::run_call(
+            &self.inner.podman,
+            &container.id,
+            command,
+            self.inner.max_output,
+            opts,
+        )
+        .await;
+        match result {
             Ok(outcome) => Ok(outcome),
             Err(e) if gone(&e) || !self.running(&container).await => {
                 self.forget(key, &container).await;
@@ -194,9 +228,13 @@ impl SandboxManager {
     ///
     /// # Errors
     /// As [`SandboxManager::exec`].
-    pub async fn exec_oneshot(&self, command: &str) -> Result<ExecOutcome, SandboxError> {
+    pub async fn exec_oneshot(
+        &self,
+        command: &str,
+        opts: ExecOptions,
+    ) -> Result<ExecOutcome, SandboxError> {
         let key = SandboxKey::OneShot(crate::random_hex(16));
-        let result = self.exec(&key, command).await;
+        let result = self.exec(&key, command, opts).await;
         self.release(&key, "one-shot call done").await;
         result
     }
@@ -219,8 +257,10 @@ impl SandboxManager {
                 .or_insert_with(|| {
                     Arc::new(Slot {
                         tag: crate::random_hex(6),
+                        kind: key.kind(),
                         opened: Instant::now(),
                         state: AsyncMutex::new(SlotState::Empty),
+                        calls: Arc::new(Semaphore::new(self.inner.max_calls)),
                     })
                 })
                 .clone(),
@@ -230,8 +270,7 @@ impl SandboxManager {
     /// The slot's container, created and started on first use. Concurrent
     /// first calls of one key create exactly one container: they queue on
     /// the slot's lock.
-    async fn ensure(&self, key: &SandboxKey) -> Result<Arc<Container>, SandboxError> {
-        let slot = self.slot(key).ok_or(SandboxError::ShuttingDown)?;
+    async fn ensure(&self, slot: &Slot) -> Result<Arc<Container>, SandboxError> {
         let mut state = slot.state.lock().await;
         match &*state {
             SlotState::Ready(c) => return Ok(c.clone()),
@@ -249,7 +288,7 @@ impl SandboxManager {
                 info!(sandbox = %slot.tag, container = %c.name, "pooled container assigned");
                 c
             }
-            None => self.create(&slot.tag, key.kind()).await?,
+            None => self.create(&slot.tag, slot.kind).await?,
         };
         let container = Arc::new(container);
         *state = SlotState::Ready(container.clone());
@@ -333,23 +372,6 @@ impl SandboxManager {
             .map(|p| p.ready.clone())?;
         let mut rx = ready.lock().await;
         rx.try_recv().ok()
-    }
-
-    /// exec create + start + read to EOF + inspect, bounded output.
-    async fn run(&self, c: &Container, command: &str) -> Result<ExecOutcome, PodmanError> {
-        let podman = &self.inner.podman;
-        let cfg = spec::shell_exec(command);
-        let exec_id = podman.create_exec(&c.id, &cfg).await?;
-        let mut stream = podman.start_exec(&exec_id, false).await?;
-        let mut out = OutputBuffer::new(self.inner.max_output);
-        while let Some(chunk) = stream.next_chunk().await {
-            out.push(&chunk?.data);
-        }
-        let retval = podman.inspect_exec(&exec_id).await?.exit_code;
-        Ok(ExecOutcome {
-            output: out.render(),
-            retval,
-        })
     }
 
     /// Whether the container still exists and runs (an error in between,

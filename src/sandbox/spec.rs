@@ -73,18 +73,71 @@ impl SandboxTemplate {
     }
 }
 
-/// The exec for `command`: `/bin/sh -lc command` with stderr joined to
-/// stdout at the source. conmon reads the two pipes separately and does not
-/// keep their relative order, so merging after the fact would reorder
-/// output; one pipe keeps it exactly as written.
-pub fn shell_exec(command: &str) -> ExecConfig {
-    ExecConfig::command([
-        "/bin/sh",
-        "-c",
-        "exec /bin/sh -lc \"$1\" 2>&1",
-        "pod-exec",
-        command,
-    ])
+/// Environment variable that tags every process a call starts (inherited
+/// by children, grandchildren, background jobs and setsid'd daemons alike),
+/// so the call's processes can be found and killed: libpod 4.x has no exec
+/// kill, and killing the exec's PID leaves its children running.
+pub const CALL_ENV: &str = "POD_EXEC_CALL";
+
+/// Longest command accepted, in bytes. Linux limits one argv string to
+/// 128 KiB and argv + environment to about 2 MiB, so the command travels in
+/// chunks that the shell joins again.
+pub const MAX_COMMAND_BYTES: usize = 1536 * 1024;
+const CHUNK_BYTES: usize = 96 * 1024;
+
+/// Joins the chunks, forgets them, and runs the command in this login
+/// shell with stderr on the stdout pipe. One pipe for both: conmon reads two
+/// pipes separately and does not keep their relative order, so merging
+/// after the fact would reorder output.
+const WRAPPER: &str = r#"exec 2>&1; c=; for a do c=$c$a; done; set --; eval "$c""#;
+
+/// The exec for `command`, tagged with `token`.
+pub fn shell_exec(command: &str, token: &str) -> ExecConfig {
+    let mut argv: Vec<String> = vec![
+        "/bin/sh".into(),
+        "-lc".into(),
+        WRAPPER.into(),
+        "pod-exec".into(),
+    ];
+    let mut rest = command;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(CHUNK_BYTES);
+        // Chunks must stay valid UTF-8 (JSON strings): cut on a boundary.
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        argv.push(rest[..end].to_owned());
+        rest = &rest[end..];
+    }
+    let mut cfg = ExecConfig::command(argv);
+    cfg.env = vec![format!("{CALL_ENV}={token}")];
+    cfg
+}
+
+/// Kills every process tagged with the token in `$1`: SIGTERM, re-sent to
+/// late forks for up to a second, then SIGKILL. Prints what it took:
+/// "none", "term" or "kill". Zombies have an empty environ and do not match.
+const KILLER: &str = r#"t="POD_EXEC_CALL=$1"
+pids() { grep -lzxF "$t" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3; }
+p=$(pids); [ -n "$p" ] || { echo none; exit 0; }
+kill -TERM $p 2>/dev/null
+n=0
+while [ $n -lt 10 ]; do
+  sleep 0.1; p=$(pids); [ -n "$p" ] || { echo term; exit 0; }
+  kill -TERM $p 2>/dev/null; n=$((n+1))
+done
+n=0
+while [ $n -lt 50 ]; do
+  p=$(pids); [ -n "$p" ] || { echo kill; exit 0; }
+  kill -KILL $p 2>/dev/null; sleep 0.02; n=$((n+1))
+done
+echo survivors"#;
+
+/// The exec that kills a call's processes (as root, untagged).
+pub fn killer(token: &str) -> ExecConfig {
+    let mut cfg = ExecConfig::command(["/bin/sh", "-c", KILLER, "pod-exec-kill", token]);
+    cfg.user = Some("0".into());
+    cfg
 }
 
 #[cfg(test)]
@@ -112,9 +165,21 @@ mod tests {
     }
 
     #[test]
-    fn command_is_one_argument() {
-        let e = shell_exec("echo 'a b'; exit 3");
-        assert_eq!(e.cmd.last().map(String::as_str), Some("echo 'a b'; exit 3"));
+    fn short_command_is_one_chunk_and_tagged() {
+        let e = shell_exec("echo 'a b'; exit 3", "tok");
+        assert_eq!(e.cmd.len(), 5);
+        assert_eq!(e.cmd[4], "echo 'a b'; exit 3");
+        assert_eq!(e.env, vec!["POD_EXEC_CALL=tok".to_owned()]);
         assert!(!e.attach_stdin);
+    }
+
+    #[test]
+    fn long_command_is_chunked_on_char_boundaries() {
+        let cmd = "é".repeat(300_000); // 600 000 bytes, 2-byte chars
+        let e = shell_exec(&cmd, "t");
+        let chunks = &e.cmd[4..];
+        assert!(chunks.len() > 5);
+        assert!(chunks.iter().all(|c| c.len() <= CHUNK_BYTES));
+        assert_eq!(chunks.concat(), cmd);
     }
 }
