@@ -15,7 +15,7 @@ use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, ClientRequest, Implementation,
     ProgressNotificationParam, ProtocolVersion, Request,
 };
-use rmcp::service::{NotificationContext, PeerRequestOptions};
+use rmcp::service::{NotificationContext, PeerRequestOptions, RequestHandle};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::json;
@@ -144,12 +144,9 @@ async fn huge_output_keeps_head_and_tail_within_the_cap() {
     client.cancel().await.expect("close");
 }
 
-#[tokio::test]
-async fn cancelled_call_leaves_nothing_and_session_goes_on() {
-    let _podman = live_podman().await;
-    let srv = server::start(&[]);
-    let client = connect(&srv.url).await;
-    run(&client, "true").await;
+/// Sends `sleep 1000` without waiting for its answer; returns once the
+/// sleep runs in the container.
+async fn sleep_in_flight(client: &Client) -> RequestHandle<RoleClient> {
     let args = json!({"command": "sleep 1000"})
         .as_object()
         .cloned()
@@ -165,9 +162,19 @@ async fn cancelled_call_leaves_nothing_and_session_goes_on() {
         .await
         .expect("send");
     wait_for(Duration::from_secs(10), "sleep 1000 running", || async {
-        processes(&client, "sleep 1000").await.len() == 1
+        processes(client, "sleep 1000").await.len() == 1
     })
     .await;
+    handle
+}
+
+#[tokio::test]
+async fn cancelled_call_leaves_nothing_and_session_goes_on() {
+    let _podman = live_podman().await;
+    let srv = server::start(&[]);
+    let client = connect(&srv.url).await;
+    run(&client, "true").await;
+    let handle = sleep_in_flight(&client).await;
     handle.cancel(Some("test".into())).await.expect("cancel");
     wait_for(Duration::from_secs(5), "sleep 1000 killed", || async {
         processes(&client, "sleep").await.is_empty()
@@ -325,24 +332,7 @@ async fn session_ending_mid_call_leaves_nothing() {
     let srv = server::start(&[]);
     let client = connect(&srv.url).await;
     run(&client, "true").await;
-    let args = json!({"command": "sleep 1000"})
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let _pending = client
-        .peer()
-        .send_cancellable_request(
-            ClientRequest::CallToolRequest(Request::new(
-                CallToolRequestParams::new("shell_exec").with_arguments(args),
-            )),
-            PeerRequestOptions::default(),
-        )
-        .await
-        .expect("send");
-    wait_for(Duration::from_secs(10), "sleep 1000 running", || async {
-        processes(&client, "sleep 1000").await.len() == 1
-    })
-    .await;
+    let _pending = sleep_in_flight(&client).await;
     // The client ends its session (HTTP DELETE) with the call in flight.
     client.cancel().await.expect("close");
     wait_for(
