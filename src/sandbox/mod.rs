@@ -198,7 +198,7 @@ impl SandboxManager {
         command: &str,
         opts: ExecOptions,
     ) -> Result<ExecOutcome, SandboxError> {
-        let slot = self.slot(key).ok_or(SandboxError::ShuttingDown)?;
+        let slot = self.lookup(key)?;
         // Refused, not queued: a queue would grow without bound.
         let _permit = slot
             .calls
@@ -243,6 +243,23 @@ impl SandboxManager {
     /// name logs and labels use for it. Idempotent.
     pub fn open(&self, key: &SandboxKey) -> String {
         self.slot(key).map(|s| s.tag.clone()).unwrap_or_default()
+    }
+
+    /// The slot a call runs in. A session's slot exists from `open` until
+    /// `release`; a call that finds none belongs to a session that already
+    /// ended and must not create a container nobody would release. One-shot
+    /// slots are made here.
+    fn lookup(&self, key: &SandboxKey) -> Result<Arc<Slot>, SandboxError> {
+        match key {
+            SandboxKey::OneShot(_) => self.slot(key).ok_or(SandboxError::ShuttingDown),
+            SandboxKey::Session(_) => {
+                let slots = self.slots();
+                if slots.shutting_down {
+                    return Err(SandboxError::ShuttingDown);
+                }
+                slots.map.get(key).cloned().ok_or(SandboxError::Closed)
+            }
+        }
     }
 
     fn slot(&self, key: &SandboxKey) -> Option<Arc<Slot>> {
@@ -530,4 +547,63 @@ impl SandboxManager {
 /// The container is missing or no longer running.
 fn gone(e: &PodmanError) -> bool {
     matches!(e, PodmanError::NotFound(_) | PodmanError::Conflict(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use clap::Parser;
+
+    /// A manager whose Podman does not exist: these tests must fail before
+    /// any call reaches it.
+    fn manager() -> SandboxManager {
+        let config = Config::try_parse_from(["x"]).expect("defaults");
+        SandboxManager::new(
+            PodmanClient::new(crate::podman::Endpoint::Unix(
+                "/nonexistent/podman.sock".into(),
+            )),
+            SandboxTemplate::from_config(&config),
+            Identity::current(),
+            Limits {
+                max_output: 1000,
+                max_calls_per_sandbox: 2,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_call_for_an_ended_session_creates_nothing() {
+        let m = manager();
+        let key = SandboxKey::Session("s1".into());
+        // Never opened (or already released): refused, no container.
+        let e = m.exec(&key, "true", ExecOptions::default()).await;
+        assert!(matches!(e, Err(SandboxError::Closed)), "{e:?}");
+        let tag = m.open(&key);
+        assert_eq!(tag.len(), 12);
+        assert_eq!(m.open(&key), tag, "open is idempotent");
+        m.release(&key, "test").await;
+        let e = m.exec(&key, "true", ExecOptions::default()).await;
+        assert!(matches!(e, Err(SandboxError::Closed)), "{e:?}");
+        assert!(m.is_empty());
+    }
+
+    #[tokio::test]
+    async fn nothing_starts_after_shutdown() {
+        let m = manager();
+        let key = SandboxKey::Session("s1".into());
+        m.open(&key);
+        m.shutdown().await;
+        let e = m.exec(&key, "true", ExecOptions::default()).await;
+        assert!(matches!(e, Err(SandboxError::ShuttingDown)), "{e:?}");
+        let e = m.exec_oneshot("true", ExecOptions::default()).await;
+        assert!(matches!(e, Err(SandboxError::ShuttingDown)), "{e:?}");
+        assert_eq!(m.open(&key), "");
+    }
+
+    #[test]
+    fn keys_do_not_show_their_secret() {
+        let k = SandboxKey::Session("very-secret-session-id".into());
+        assert!(!format!("{k:?}").contains("secret"));
+    }
 }
