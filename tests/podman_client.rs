@@ -3,10 +3,12 @@
 
 mod common;
 
-use common::{ExecResult, create, exec, live_podman, sandbox, sandbox_spec, sh, unique};
+use common::{
+    ContainerGuard, ExecResult, create, exec, live_podman, sandbox, sandbox_spec, sh, unique,
+};
 use pod_exec_mcp::podman::{
-    ContainerSpec, CpuLimit, ExecConfig, MemoryLimit, Mount, Namespace, PidsLimit, PodmanClient,
-    PodmanError, ResourceLimits, StreamKind,
+    ContainerSpec, CpuLimit, Endpoint, ExecConfig, MemoryLimit, Mount, Namespace, PidsLimit,
+    PodmanClient, PodmanError, ResourceLimits, StreamKind,
 };
 
 fn text(r: &ExecResult, k: StreamKind) -> String {
@@ -272,4 +274,52 @@ async fn errors_keep_podmans_words() {
             .expect_err("exec in a stopped container must fail"),
     };
     assert!(matches!(e, PodmanError::Conflict(_)), "{e:?}");
+}
+
+/// Relays TCP connections to the Podman Unix socket, so the TCP transport
+/// (`tcp://host:port`, as for a remote `podman system service`) is tested
+/// against the real Podman.
+async fn tcp_relay(socket: std::path::PathBuf) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind relay");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                if let Ok(mut unix) = tokio::net::UnixStream::connect(&socket).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn tcp_endpoint_works_end_to_end() {
+    let unix_client = live_podman().await;
+    let Endpoint::Unix(socket) = unix_client.endpoint().clone() else {
+        panic!("this test relays to a unix:// CONTAINER_HOST");
+    };
+    let authority = tcp_relay(socket).await;
+    let client =
+        PodmanClient::new(Endpoint::parse(&format!("tcp://{authority}")).expect("tcp endpoint"));
+    client.ping().await.expect("ping over tcp");
+    let id = client
+        .create_container(&sandbox_spec("tcp"))
+        .await
+        .expect("create over tcp");
+    // Cleanup goes over the Unix socket: the relay lives on this test's
+    // runtime, which a guard's Drop blocks.
+    let guard = ContainerGuard::new(id, unix_client.endpoint().clone());
+    client
+        .start_container(&guard.id)
+        .await
+        .expect("start over tcp");
+    let r = sh(&client, &guard.id, "echo over-tcp; echo err >&2; exit 4").await;
+    assert_eq!(text(&r, StreamKind::Stdout), "over-tcp\n");
+    assert_eq!(text(&r, StreamKind::Stderr), "err\n");
+    assert_eq!(r.exit_code, 4);
 }

@@ -196,16 +196,14 @@ impl PodmanClient {
 
     // ---- request plumbing ----------------------------------------------------
 
-    fn uri(&self, path_and_query: &str) -> http::Uri {
+    fn uri(&self, path_and_query: &str) -> Result<http::Uri, PodmanError> {
         match &self.endpoint {
-            Endpoint::Unix(path) => hyperlocal::Uri::new(path, path_and_query).into(),
-            Endpoint::Tcp { authority } => {
-                // `authority` was validated as host:port when parsed, and
-                // every path here is built from encoded parts.
-                format!("http://{authority}{path_and_query}")
-                    .parse()
-                    .unwrap_or_else(|_| http::Uri::from_static("http://invalid/"))
-            }
+            Endpoint::Unix(path) => Ok(hyperlocal::Uri::new(path, path_and_query).into()),
+            // `authority` was validated as host:port when parsed, and every
+            // path here is built from encoded parts; still, no panic.
+            Endpoint::Tcp { authority } => format!("http://{authority}{path_and_query}")
+                .parse()
+                .map_err(|e| PodmanError::transport(format!("building URI {path_and_query}"), e)),
         }
     }
 
@@ -220,7 +218,7 @@ impl PodmanClient {
         pooled: bool,
     ) -> Result<Request<ReqBody>, PodmanError> {
         let uri = if pooled {
-            self.uri(path_and_query)
+            self.uri(path_and_query)?
         } else {
             path_and_query.parse().map_err(|e| {
                 PodmanError::transport(format!("building request {path_and_query}"), e)

@@ -68,6 +68,13 @@ pub struct ContainerGuard {
     endpoint: Endpoint,
 }
 
+impl ContainerGuard {
+    /// Guards container `id`, removing it through `endpoint`.
+    pub fn new(id: String, endpoint: Endpoint) -> Self {
+        ContainerGuard { id, endpoint }
+    }
+}
+
 impl Drop for ContainerGuard {
     fn drop(&mut self) {
         // Drop cannot await, and the test's runtime may be shutting down: use
