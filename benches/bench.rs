@@ -407,19 +407,8 @@ async fn concurrency_phase(
     if ids.len() < args.sessions {
         return Err("need as many raw containers as sessions: raise --samples".into());
     }
-    let t = Instant::now();
-    let tasks = ids.iter().map(|id| async move {
-        let mut v = Vec::new();
-        for _ in 0..args.calls {
-            v.push(raw_exec(podman, id, &args.command).await?);
-        }
-        Ok::<_, Error>(v)
-    });
-    let mut all = Vec::new();
-    for v in futures::future::join_all(tasks).await {
-        all.extend(v?);
-    }
-    r.raw_throughput_cps = all.len() as f64 / t.elapsed().as_secs_f64();
+    let (all, cps) = drive(&ids, args.calls, |id| raw_exec(podman, id, &args.command)).await?;
+    r.raw_throughput_cps = cps;
     r.raw_concurrent_exec = stats(&all);
 
     let mut clients = Vec::new();
@@ -428,13 +417,36 @@ async fn concurrency_phase(
         call(&c, &args.command).await?;
         clients.push(c);
     }
+    let (all, cps) = drive(&clients, args.calls, |c| async move {
+        let t = Instant::now();
+        call(c, &args.command).await?;
+        Ok(t.elapsed())
+    })
+    .await?;
+    r.server_throughput_cps = cps;
+    r.server_concurrent_warm = stats(&all);
+    for c in clients {
+        c.cancel().await?;
+    }
+    Ok(())
+}
+
+/// Runs `calls` sequential calls against each target, all targets at once;
+/// returns every call's latency and the calls per second overall.
+async fn drive<'a, T, F, Fut>(
+    targets: &'a [T],
+    calls: usize,
+    one: F,
+) -> Result<(Vec<Duration>, f64), Error>
+where
+    F: Fn(&'a T) -> Fut + Copy,
+    Fut: std::future::Future<Output = Result<Duration, Error>>,
+{
     let t = Instant::now();
-    let tasks = clients.iter().map(|c| async move {
-        let mut v = Vec::new();
-        for _ in 0..args.calls {
-            let t = Instant::now();
-            call(c, &args.command).await?;
-            v.push(t.elapsed());
+    let tasks = targets.iter().map(|target| async move {
+        let mut v = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            v.push(one(target).await?);
         }
         Ok::<_, Error>(v)
     });
@@ -442,12 +454,8 @@ async fn concurrency_phase(
     for v in futures::future::join_all(tasks).await {
         all.extend(v?);
     }
-    r.server_throughput_cps = all.len() as f64 / t.elapsed().as_secs_f64();
-    r.server_concurrent_warm = stats(&all);
-    for c in clients {
-        c.cancel().await?;
-    }
-    Ok(())
+    let cps = all.len() as f64 / t.elapsed().as_secs_f64();
+    Ok((all, cps))
 }
 
 /// Server memory: with open sessions, and while one call prints a lot.
