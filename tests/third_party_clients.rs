@@ -259,6 +259,18 @@ fn inspector() -> PathBuf {
     installed("node_modules/.bin/mcp-inspector")
 }
 
+/// Runs the Inspector CLI against the server with `args` after the
+/// connection flags; it must succeed and print one JSON document.
+async fn inspector_json(server: &ServerProcess, inspector: &Path, args: &[&str]) -> (Run, Value) {
+    let mut all = vec!["--cli", server.url.as_str(), "--transport", "http"];
+    all.extend_from_slice(args);
+    let run = run_client(server, inspector, &all).await;
+    run.assert_success(server);
+    let result: Value = serde_json::from_str(&run.stdout())
+        .unwrap_or_else(|e| panic!("inspector output is not JSON ({e}):\n{}", run.stdout()));
+    (run, result)
+}
+
 /// The Inspector CLI (TypeScript SDK) calls the tool. It closes its
 /// transport without DELETE, so its session — and container — stays until
 /// idle expiry; a short POD_EXEC_IDLE_TIMEOUT shows that it is reclaimed.
@@ -268,14 +280,10 @@ async fn inspector_cli_tools_call() {
     let inspector = inspector();
     let server = common::server::start(&[("POD_EXEC_IDLE_TIMEOUT", "3")]);
 
-    let run = run_client(
+    let (run, result) = inspector_json(
         &server,
         &inspector,
         &[
-            "--cli",
-            &server.url,
-            "--transport",
-            "http",
             "--method",
             "tools/call",
             "--tool-name",
@@ -285,9 +293,6 @@ async fn inspector_cli_tools_call() {
         ],
     )
     .await;
-    run.assert_success(&server);
-    let result: Value = serde_json::from_str(&run.stdout())
-        .unwrap_or_else(|e| panic!("inspector output is not JSON ({e}):\n{}", run.stdout()));
     assert_eq!(result["isError"], false, "{result}");
     assert_eq!(
         result["structuredContent"]["output"], "hi from inspector\n",
@@ -331,22 +336,7 @@ async fn inspector_cli_tools_list() {
     let inspector = inspector();
     let server = common::server::start(&[]);
 
-    let run = run_client(
-        &server,
-        &inspector,
-        &[
-            "--cli",
-            &server.url,
-            "--transport",
-            "http",
-            "--method",
-            "tools/list",
-        ],
-    )
-    .await;
-    run.assert_success(&server);
-    let result: Value = serde_json::from_str(&run.stdout())
-        .unwrap_or_else(|e| panic!("inspector output is not JSON ({e}):\n{}", run.stdout()));
+    let (_run, result) = inspector_json(&server, &inspector, &["--method", "tools/list"]).await;
     let tools = result["tools"].as_array().expect("tools");
     let tool = tools
         .iter()
