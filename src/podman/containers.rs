@@ -262,6 +262,21 @@ impl PodmanClient {
         self.call(Method::POST, &path, None).await.map(|_| ())
     }
 
+    /// `POST /containers/{id}/kill?signal=SIG`: sends a signal to the
+    /// container's main process (e.g. "TERM").
+    ///
+    /// # Errors
+    /// [`PodmanError::NotFound`] when it does not exist,
+    /// [`PodmanError::Conflict`] when it is not running.
+    pub async fn kill_container(&self, id: &str, signal: &str) -> Result<(), PodmanError> {
+        let path = api(&format!(
+            "/containers/{}/kill?signal={}",
+            encode(id),
+            encode(signal)
+        ));
+        self.call(Method::POST, &path, None).await.map(|_| ())
+    }
+
     /// `GET /containers/{id}/json`.
     ///
     /// # Errors

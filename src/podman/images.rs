@@ -78,6 +78,19 @@ impl PodmanClient {
         }
     }
 
+    /// `DELETE /images/{name}?force=true`; a missing image is a success.
+    ///
+    /// # Errors
+    /// As Podman reports them (e.g. an image in use by a container).
+    pub async fn remove_image(&self, name: &str) -> Result<(), PodmanError> {
+        let path = api(&format!("/images/{}?force=true", encode(name)));
+        match self.call(Method::DELETE, &path, None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `POST /build` with a tar context. libpod answers 200 even when the
     /// build fails; the failure is the last NDJSON line, so the whole stream
     /// is read (line by line, bounded) and checked.

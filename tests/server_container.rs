@@ -1,0 +1,184 @@
+//! The server as its users deploy it: in a container, talking to the host's
+//! Podman through a mounted socket, with no podman binary inside. The image
+//! is built through the project's own client (`build_image`) from the test
+//! build of the binary on the debootstrapped base — the same runtime layout
+//! as the Dockerfile's last stage (whose Rust build stage needs a registry).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::mcp::{connect, run};
+use common::server::wait_for;
+use common::{ContainerGuard, live_podman, unique};
+use pod_exec_mcp::podman::{BuildOptions, ContainerSpec, Endpoint, Mount, Namespace, PodmanClient};
+use rmcp::ServiceExt;
+
+const BASE: &str = "localhost/debian-bootstrap:bookworm";
+const IMAGE: &str = "localhost/pod-exec-mcp-server-test:latest";
+
+/// A tar context: the binary and a Containerfile like the Dockerfile's
+/// runtime stage.
+fn context() -> Bytes {
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_pod_exec_mcp")).expect("read the test binary");
+    let containerfile = format!(
+        "FROM {BASE}\n\
+         COPY pod_exec_mcp /usr/local/bin/pod_exec_mcp\n\
+         ENV MCP_HOST=0.0.0.0 MCP_PORT=8000\n\
+         ENTRYPOINT [\"/usr/local/bin/pod_exec_mcp\"]\n"
+    );
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, data, mode) in [
+        ("Containerfile", containerfile.into_bytes(), 0o644),
+        ("pod_exec_mcp", binary, 0o755),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(mode);
+        header.set_cksum();
+        tar.append_data(&mut header, name, data.as_slice())
+            .expect("tar entry");
+    }
+    Bytes::from(tar.into_inner().expect("tar"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The instance label of the managed container whose id starts with
+/// `hostname` (Podman's default hostname is the short id).
+async fn instance_of(podman: &PodmanClient, hostname: &str) -> String {
+    podman
+        .list_containers(&["pod-exec-mcp.managed=true"])
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|c| c.id.starts_with(hostname))
+        .and_then(|c| c.labels.get("pod-exec-mcp.instance").cloned())
+        .unwrap_or_else(|| panic!("no managed container with hostname {hostname}"))
+}
+
+#[tokio::test]
+async fn server_in_a_container_with_the_host_socket_mounted() {
+    let podman = live_podman().await;
+    let Endpoint::Unix(socket) = podman.endpoint().clone() else {
+        panic!("this test mounts a unix:// CONTAINER_HOST into the server container");
+    };
+
+    let report = podman
+        .build_image(
+            context(),
+            &BuildOptions {
+                tag: IMAGE.into(),
+                dockerfile: "Containerfile".into(),
+                build_args: BTreeMap::new(),
+                labels: BTreeMap::new(),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("build the server image: {e}"));
+    assert!(report.image_id.is_some(), "{report:?}");
+
+    let port = free_port();
+    let mut spec = ContainerSpec {
+        name: Some(unique("pem-server")),
+        image: IMAGE.into(),
+        // Host networking: the test reaches the server on 127.0.0.1.
+        netns: Some(Namespace {
+            nsmode: "host".into(),
+        }),
+        mounts: vec![Mount {
+            destination: "/run/podman/podman.sock".into(),
+            kind: "bind".into(),
+            source: socket.display().to_string(),
+            options: vec!["rw".into()],
+        }],
+        ..Default::default()
+    };
+    spec.labels
+        .insert("pod-exec-mcp.managed".into(), "true".into());
+    spec.labels
+        .insert("pod-exec-mcp.test".into(), "server-container".into());
+    for (k, v) in [
+        (
+            "CONTAINER_HOST",
+            "unix:///run/podman/podman.sock".to_owned(),
+        ),
+        ("MCP_PORT", port.to_string()),
+        ("POD_EXEC_IMAGE", common::image()),
+    ] {
+        spec.env.insert(k.into(), v);
+    }
+    let id = podman.create_container(&spec).await.expect("create");
+    let server = ContainerGuard::new(id, podman.endpoint().clone());
+    podman.start_container(&server.id).await.expect("start");
+
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    wait_for(
+        Duration::from_secs(15),
+        "the containerized server answers",
+        || async {
+            let info = rmcp::model::ClientConfig::default();
+            match info
+                .serve(rmcp::transport::StreamableHttpClientTransport::from_uri(
+                    url.clone(),
+                ))
+                .await
+            {
+                Ok(c) => {
+                    let _ = c.cancel().await;
+                    true
+                }
+                Err(_) => false,
+            }
+        },
+    )
+    .await;
+
+    let client = connect(&url).await;
+    let r = run(&client, "echo from-sibling; hostname").await;
+    let hostname = r.output.strip_prefix("from-sibling\n").map(str::trim);
+    let hostname = hostname.unwrap_or_else(|| panic!("{r:?}"));
+    // The session's container is a sibling on the host's Podman, owned by
+    // the containerized server's instance.
+    let instance = instance_of(&podman, hostname).await;
+    let label = format!("pod-exec-mcp.instance={instance}");
+    let of_instance = || async {
+        podman
+            .list_containers(&["pod-exec-mcp.managed=true", label.as_str()])
+            .await
+            .expect("list")
+            .len()
+    };
+    assert_eq!(of_instance().await, 1);
+
+    // `podman stop`: SIGTERM to the server, which removes its containers.
+    podman
+        .kill_container(&server.id, "TERM")
+        .await
+        .expect("SIGTERM");
+    wait_for(
+        Duration::from_secs(10),
+        "the server container exits",
+        || async {
+            podman
+                .inspect_container(&server.id)
+                .await
+                .map(|i| !i.state.running)
+                .unwrap_or(true)
+        },
+    )
+    .await;
+    let info = podman.inspect_container(&server.id).await.expect("inspect");
+    assert_eq!(info.state.exit_code, 0, "clean exit");
+    assert_eq!(of_instance().await, 0, "its session container is gone");
+    drop(client);
+    drop(server);
+    let _ = podman.remove_image(IMAGE).await;
+}
