@@ -70,14 +70,6 @@ impl Sessions {
         }
     }
 
-    /// The log tag of a session, if it is open.
-    pub fn tag(&self, id: &str) -> Option<String> {
-        self.activity()
-            .iter()
-            .find(|(k, _)| k.as_ref() == id)
-            .map(|(_, a)| a.tag.clone())
-    }
-
     /// Open sessions.
     pub fn len(&self) -> usize {
         self.activity().len()

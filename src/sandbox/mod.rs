@@ -166,22 +166,21 @@ impl SandboxManager {
         }
     }
 
-    /// This instance's identity (labels).
-    pub fn identity(&self) -> &Identity {
-        &self.inner.me
-    }
-
-    /// The Podman client.
-    pub fn podman(&self) -> &PodmanClient {
-        &self.inner.podman
-    }
-
     fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
         // A panic while holding this lock cannot leave the map half-updated
         // (every critical section is a single map operation), so a poisoned
         // lock is still usable.
         self.inner
             .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, Option<Pool>> {
+        // Only set once and taken once: a poisoned lock still holds a
+        // consistent value.
+        self.inner
+            .pool
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -367,11 +366,7 @@ impl SandboxManager {
                 }
             }
         });
-        *self
-            .inner
-            .pool
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Pool {
+        *self.pool() = Some(Pool {
             ready: Arc::new(AsyncMutex::new(rx)),
             stop,
             filler,
@@ -380,13 +375,7 @@ impl SandboxManager {
 
     /// A ready pooled container, if one is waiting (never waits for one).
     async fn claim_pooled(&self) -> Option<Container> {
-        let ready = self
-            .inner
-            .pool
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            .map(|p| p.ready.clone())?;
+        let ready = self.pool().as_ref().map(|p| p.ready.clone())?;
         let mut rx = ready.lock().await;
         rx.try_recv().ok()
     }
@@ -452,24 +441,26 @@ impl SandboxManager {
             s.shutting_down = true;
             s.map.drain().map(|(_, v)| v).collect()
         };
-        let pool = self
-            .inner
-            .pool
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(pool) = pool {
-            pool.stop.cancel();
-            // It finishes the create in flight (if any) and removes it.
-            let _ = pool.filler.await;
-            let mut rx = pool.ready.lock().await;
-            rx.close();
-            while let Some(c) = rx.recv().await {
-                let _ = self.inner.podman.remove_container(&c.id, true).await;
+        let pool = self.pool().take();
+        let drain_pool = async {
+            if let Some(pool) = pool {
+                pool.stop.cancel();
+                // It finishes the create in flight (if any) and removes it.
+                let _ = pool.filler.await;
+                let mut rx = pool.ready.lock().await;
+                rx.close();
+                let mut waiting = Vec::new();
+                while let Some(c) = rx.recv().await {
+                    waiting.push(c);
+                }
+                let removes = waiting
+                    .iter()
+                    .map(|c| self.inner.podman.remove_container(&c.id, true));
+                futures::future::join_all(removes).await;
             }
-        }
+        };
         let closes = slots.iter().map(|s| self.close_slot(s, "server shutdown"));
-        futures::future::join_all(closes).await;
+        tokio::join!(drain_pool, futures::future::join_all(closes));
         let instance = format!("{}={}", labels::INSTANCE, self.inner.me.instance);
         let managed = format!("{}=true", labels::MANAGED);
         match self
