@@ -1,6 +1,8 @@
 //! `Config`: the only reader of command-line flags and environment; validated once.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -82,6 +84,62 @@ pub struct Config {
     /// (only behind a proxy that checks Host itself).
     #[arg(long, env = "POD_EXEC_ALLOWED_HOSTS", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
+
+    /// Extra browser origins accepted (comma-separated, e.g.
+    /// https://app.example.com:443 or http://tool.local:*) besides loopback
+    /// pages (http://localhost:*, http://127.0.0.1:*, http://[::1]:*). A request
+    /// with any other `Origin` gets 403; "*" accepts any. Requests without an
+    /// `Origin` (non-browser clients) are not affected.
+    #[arg(long, env = "POD_EXEC_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// The bearer token clients must send (`Authorization: Bearer <token>`).
+    /// Prefer the environment variable or --auth-token-file: a flag's value
+    /// is visible to other local users in the process list.
+    #[arg(long, env = "POD_EXEC_AUTH_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub auth_token: Option<Secret>,
+
+    /// File holding the one bearer token (surrounding whitespace ignored).
+    #[arg(long, env = "POD_EXEC_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// File of named tokens, one `NAME:TOKEN` a line (`#` comments). The
+    /// name is the caller's identity in logs and the audit log.
+    #[arg(long, env = "POD_EXEC_AUTH_TOKENS_FILE")]
+    pub auth_tokens_file: Option<PathBuf>,
+
+    /// Serve without authentication on a non-loopback address. Anyone who
+    /// reaches the port can then run commands on this Podman.
+    #[arg(long, env = "POD_EXEC_INSECURE_NO_AUTH", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    pub insecure_no_auth: bool,
+
+    /// Live sandboxes (containers) at most; one more is refused with a tool
+    /// error naming this limit.
+    #[arg(long, env = "POD_EXEC_MAX_SESSIONS", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_sessions: u64,
+
+    /// Command policy: "strict" (built-in and configured rules refuse
+    /// dangerous commands) or "permissive" (no checks). A guardrail, not the
+    /// boundary: the container is.
+    #[arg(long, env = "POD_EXEC_SECURITY_MODE", default_value = "strict", value_parser = ["strict", "permissive"])]
+    pub security_mode: String,
+
+    /// YAML rules file in k8s-mcp-server's format (dangerous_commands,
+    /// safe_patterns, regex_rules; keyed by tool, `shell` for shell_exec).
+    #[arg(long, env = "POD_EXEC_SECURITY_CONFIG")]
+    pub security_config: Option<PathBuf>,
+
+    /// Non-destructive mode: tools that change state outside the sandbox are
+    /// not offered, the destructive rules apply in every mode, and sandboxes
+    /// get a read-only root and mounts with tmpfs scratch only.
+    #[arg(long, env = "POD_EXEC_READ_ONLY", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    pub read_only: bool,
+
+    /// Append one JSON line per tool call (time, caller, sandbox, tool,
+    /// command, retval, duration, refusing rule) to this file. Command text
+    /// goes only there, never to the ordinary log.
+    #[arg(long, env = "POD_EXEC_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
 }
 
 impl Config {
@@ -138,6 +196,60 @@ impl Config {
         );
         Some(hosts)
     }
+}
+
+impl Config {
+    /// Browser origins to accept, or `None` for any. Loopback pages are
+    /// always accepted: a page served from this machine is local code.
+    pub fn origin_allowlist(&self) -> Option<Vec<String>> {
+        if self.allowed_origins.iter().any(|o| o.trim() == "*") {
+            return None;
+        }
+        let mut origins: Vec<String> = [
+            "http://localhost:*",
+            "https://localhost:*",
+            "http://127.0.0.1:*",
+            "https://127.0.0.1:*",
+            "http://[::1]:*",
+            "https://[::1]:*",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        origins.extend(
+            self.allowed_origins
+                .iter()
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty()),
+        );
+        Some(origins)
+    }
+
+    /// Whether the listen address is reachable from this machine only.
+    pub fn listens_on_loopback(&self) -> bool {
+        self.host.is_loopback()
+    }
+}
+
+/// A secret from the command line or environment: `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret's text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret(s.to_owned()))
 }
 
 /// Parses "512m", "2g", "1048576", "64k" (powers of 1024).

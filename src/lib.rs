@@ -9,15 +9,21 @@
 //!   keyed by session (or, later, handle); bounded output; owner labels.
 //! - [`mcp`]: the `ServerHandler` and its tools; the session manager that
 //!   ties session end and idle expiry to sandbox release.
-//! - [`server`]: start-up checks, the HTTP listener, and shutdown.
+//! - [`server`]: start-up checks and shutdown.
+//! - [`transport`]: streamable HTTP with its authentication gate.
+//! - [`auth`]: bearer tokens and caller identities.
+//! - [`audit`]: the operators' JSON-lines audit log.
 
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod mcp;
 pub mod podman;
 pub mod sandbox;
 pub mod server;
+pub mod transport;
 
 /// `2 * bytes` random hex digits from the OS generator (via UUID v4; at
 /// most 16 bytes' worth are random per UUID, so longer ids join several).

@@ -2,23 +2,17 @@
 //! the one shutdown path: a signal cancels the root token, in-flight work
 //! ends, every container of this instance is removed, the process exits.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use hyper_util::server::graceful::GracefulShutdown;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::audit::AuditLog;
+use crate::auth::{AuthConfigError, Authenticator};
 use crate::config::Config;
 use crate::mcp::PodExecServer;
 use crate::mcp::session::{Sessions, SharedSessions};
@@ -26,14 +20,13 @@ use crate::podman::{Endpoint, EndpointError, PodmanClient, PodmanError};
 use crate::sandbox::owner::Identity;
 use crate::sandbox::spec::SandboxTemplate;
 use crate::sandbox::{Limits, SandboxManager};
+use crate::transport::http::{self as http_transport, MCP_PATH};
 
 /// How long start-up checks may wait for Podman: start-up must fail within
 /// 2 s when Podman is not there.
 const STARTUP_CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Budget for removing containers and closing connections on shutdown.
 const SHUTDOWN_BUDGET: Duration = Duration::from_secs(4);
-/// The MCP endpoint path.
-pub const MCP_PATH: &str = "/mcp";
 
 /// Why the server could not start; each is one line a user can act on.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +34,27 @@ pub enum StartupError {
     /// CONTAINER_HOST is malformed.
     #[error("{0}")]
     Endpoint(#[from] EndpointError),
+    /// The token configuration is unusable.
+    #[error("{0}")]
+    Auth(#[from] AuthConfigError),
+    /// A non-loopback address without a token.
+    #[error(
+        "refusing to serve {addr} without authentication: anyone who reaches it could run \
+         commands on this Podman. Set POD_EXEC_AUTH_TOKEN (or --auth-token-file / \
+         --auth-tokens-file), listen on 127.0.0.1, or pass --insecure-no-auth"
+    )]
+    NoAuth {
+        /// The listen address.
+        addr: SocketAddr,
+    },
+    /// The audit log cannot be opened.
+    #[error("cannot open the audit log {}: {source}", path.display())]
+    Audit {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// No Podman API answers.
     #[error(
         "cannot reach the Podman API at {endpoint} ({detail}); start it with \
@@ -82,6 +96,8 @@ pub struct Server {
     listener: TcpListener,
     sandboxes: SandboxManager,
     sessions: Arc<Sessions>,
+    auth: Authenticator,
+    audit: Option<AuditLog>,
     config: Config,
 }
 
@@ -94,6 +110,30 @@ impl Server {
     pub async fn start(config: Config) -> Result<Self, StartupError> {
         let endpoint = config.endpoint()?;
         let addr = config.listen_addr();
+        let auth = Authenticator::from_config(&config)?;
+        if auth.is_open() && !config.listens_on_loopback() {
+            if !config.insecure_no_auth {
+                return Err(StartupError::NoAuth { addr });
+            }
+            warn!(
+                %addr,
+                "--insecure-no-auth: serving WITHOUT authentication on a non-loopback address; \
+                 anyone who reaches it can run commands on this Podman"
+            );
+        }
+        let audit = match &config.audit_log {
+            Some(path) => {
+                Some(
+                    AuditLog::open(path)
+                        .await
+                        .map_err(|source| StartupError::Audit {
+                            path: path.clone(),
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
@@ -134,7 +174,16 @@ impl Server {
             max_output: usize::try_from(config.max_output).unwrap_or(usize::MAX),
             max_calls_per_sandbox: usize::try_from(config.max_concurrent_per_session)
                 .unwrap_or(usize::MAX),
+            max_sandboxes: usize::try_from(config.max_sessions).unwrap_or(usize::MAX),
         };
+        if auth.is_open() {
+            info!("authentication: none (loopback only)");
+        } else {
+            info!(
+                identities = auth.identities(),
+                "authentication: bearer token"
+            );
+        }
         let sandboxes =
             SandboxManager::new(podman, SandboxTemplate::from_config(&config), me, limits);
         let sessions = Arc::new(Sessions::new(sandboxes.clone(), config.idle()));
@@ -142,6 +191,8 @@ impl Server {
             listener,
             sandboxes,
             sessions,
+            auth,
+            audit,
             config,
         })
     }
@@ -158,6 +209,8 @@ impl Server {
             listener,
             sandboxes,
             sessions,
+            auth,
+            audit,
             config,
         } = self;
 
@@ -172,12 +225,18 @@ impl Server {
         tokio::spawn(sessions.clone().reap_idle(shutdown.child_token()));
         sandboxes.start_pool(usize::try_from(config.warm_pool).unwrap_or(0));
 
-        let shared = PodExecServer::shared(sandboxes.clone(), config.clone());
+        let shared = PodExecServer::shared(sandboxes.clone(), config.clone(), audit);
         let mut http_config =
             StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
         http_config = match config.host_allowlist() {
             Some(hosts) => http_config.with_allowed_hosts(hosts),
             None => http_config.disable_allowed_hosts(),
+        };
+        http_config = match config.origin_allowlist() {
+            Some(origins) => http_config
+                .with_allowed_origins(origins)
+                .enforce_origin_validation(),
+            None => http_config.disable_allowed_origins(),
         };
         let service = StreamableHttpService::new(
             move || Ok(PodExecServer::new(shared.clone())),
@@ -188,36 +247,7 @@ impl Server {
         if let Ok(addr) = listener.local_addr() {
             info!("serving MCP at http://{addr}{MCP_PATH}");
         }
-        let graceful = GracefulShutdown::new();
-        let builder = ConnBuilder::new(TokioExecutor::new());
-        loop {
-            let (stream, _peer) = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // E.g. EMFILE: back off instead of spinning.
-                        warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nodelay(true);
-            let service = service.clone();
-            let handler = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let service = service.clone();
-                async move { Ok::<_, Infallible>(route(&service, req).await) }
-            });
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), handler)
-                .into_owned();
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-        }
-        drop(listener);
+        let graceful = http_transport::serve(listener, service, auth, shutdown).await;
 
         info!(
             sessions = sessions.len(),
@@ -238,29 +268,6 @@ impl Server {
         }
         info!(ms = t.elapsed().as_millis() as u64, "stopped");
     }
-}
-
-type RespBody = BoxBody<Bytes, Infallible>;
-
-async fn route(
-    service: &StreamableHttpService<PodExecServer, SharedSessions>,
-    req: Request<Incoming>,
-) -> Response<RespBody> {
-    if req.uri().path() == MCP_PATH {
-        let is_delete = req.method() == http::Method::DELETE;
-        let mut resp = service.handle(req).await;
-        // rmcp ends a session with 202; the Python SDKs accept only 200 or
-        // 204 and report anything else as a failed termination.
-        if is_delete && resp.status() == StatusCode::ACCEPTED {
-            *resp.status_mut() = StatusCode::OK;
-        }
-        return resp;
-    }
-    let mut resp = Response::new(
-        Full::new(Bytes::from_static(b"not found; the MCP endpoint is /mcp\n")).boxed(),
-    );
-    *resp.status_mut() = StatusCode::NOT_FOUND;
-    resp
 }
 
 fn unreachable_detail(e: &PodmanError) -> String {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::mcp::{connect, run};
+use common::mcp::{connect_with_token, run};
 use common::server::wait_for;
 use common::{ContainerGuard, live_podman, unique};
 use pod_exec_mcp::podman::{BuildOptions, ContainerSpec, Endpoint, Mount, Namespace, PodmanClient};
@@ -64,32 +64,15 @@ async fn instance_of(podman: &PodmanClient, hostname: &str) -> String {
         .unwrap_or_else(|| panic!("no managed container with hostname {hostname}"))
 }
 
-#[tokio::test]
-async fn server_in_a_container_with_the_host_socket_mounted() {
-    let podman = live_podman().await;
-    let Endpoint::Unix(socket) = podman.endpoint().clone() else {
-        panic!("this test mounts a unix:// CONTAINER_HOST into the server container");
-    };
+/// The token the containerized server requires.
+const TOKEN: &str = "server-container-token-4c2a81f0";
 
-    let report = podman
-        .build_image(
-            context(),
-            &BuildOptions {
-                tag: IMAGE.into(),
-                dockerfile: "Containerfile".into(),
-                build_args: BTreeMap::new(),
-                labels: BTreeMap::new(),
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("build the server image: {e}"));
-    assert!(report.image_id.is_some(), "{report:?}");
-
-    let port = free_port();
+/// The server container: host networking (the test reaches it on
+/// 127.0.0.1), the host's socket mounted, labelled for cleanup.
+fn server_spec(socket: &std::path::Path, port: u16) -> ContainerSpec {
     let mut spec = ContainerSpec {
         name: Some(unique("pem-server")),
         image: IMAGE.into(),
-        // Host networking: the test reaches the server on 127.0.0.1.
         netns: Some(Namespace {
             nsmode: "host".into(),
         }),
@@ -115,6 +98,69 @@ async fn server_in_a_container_with_the_host_socket_mounted() {
     ] {
         spec.env.insert(k.into(), v);
     }
+    spec
+}
+
+#[tokio::test]
+async fn server_in_a_container_with_the_host_socket_mounted() {
+    let podman = live_podman().await;
+    let Endpoint::Unix(socket) = podman.endpoint().clone() else {
+        panic!("this test mounts a unix:// CONTAINER_HOST into the server container");
+    };
+
+    let report = podman
+        .build_image(
+            context(),
+            &BuildOptions {
+                tag: IMAGE.into(),
+                dockerfile: "Containerfile".into(),
+                build_args: BTreeMap::new(),
+                labels: BTreeMap::new(),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("build the server image: {e}"));
+    assert!(report.image_id.is_some(), "{report:?}");
+
+    let port = free_port();
+    let spec_with = |env: &[(&str, String)]| {
+        let mut spec = server_spec(&socket, port);
+        for (k, v) in env {
+            spec.env.insert((*k).into(), v.clone());
+        }
+        spec
+    };
+
+    // The image listens on 0.0.0.0: without a token it must not serve.
+    let open = podman
+        .create_container(&spec_with(&[]))
+        .await
+        .expect("create");
+    let open = ContainerGuard::new(open, podman.endpoint().clone());
+    podman.start_container(&open.id).await.expect("start");
+    wait_for(
+        Duration::from_secs(10),
+        "the tokenless server container exits",
+        || async {
+            podman
+                .inspect_container(&open.id)
+                .await
+                .map(|i| !i.state.running)
+                .unwrap_or(true)
+        },
+    )
+    .await;
+    let info = podman.inspect_container(&open.id).await.expect("inspect");
+    assert_ne!(info.state.exit_code, 0, "a tokenless server exited 0");
+    let (_, stderr) = podman.container_logs(&open.id).await.expect("logs");
+    assert!(
+        stderr.contains("refusing to serve 0.0.0.0:") && stderr.contains("POD_EXEC_AUTH_TOKEN"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    drop(open);
+
+    let spec = spec_with(&[("POD_EXEC_AUTH_TOKEN", TOKEN.to_owned())]);
     let id = podman.create_container(&spec).await.expect("create");
     let server = ContainerGuard::new(id, podman.endpoint().clone());
     podman.start_container(&server.id).await.expect("start");
@@ -124,13 +170,13 @@ async fn server_in_a_container_with_the_host_socket_mounted() {
         Duration::from_secs(15),
         "the containerized server answers",
         || async {
-            let info = rmcp::model::ClientConfig::default();
-            match info
-                .serve(rmcp::transport::StreamableHttpClientTransport::from_uri(
+            let transport = rmcp::transport::StreamableHttpClientTransport::from_config(
+                rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
                     url.clone(),
-                ))
-                .await
-            {
+                )
+                .auth_header(TOKEN),
+            );
+            match rmcp::model::ClientConfig::default().serve(transport).await {
                 Ok(c) => {
                     let _ = c.cancel().await;
                     true
@@ -141,7 +187,7 @@ async fn server_in_a_container_with_the_host_socket_mounted() {
     )
     .await;
 
-    let client = connect(&url).await;
+    let client = connect_with_token(&url, TOKEN).await;
     let r = run(&client, "echo from-sibling; hostname").await;
     let hostname = r.output.strip_prefix("from-sibling\n").map(str::trim);
     let hostname = hostname.unwrap_or_else(|| panic!("{r:?}"));

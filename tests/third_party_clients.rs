@@ -68,9 +68,22 @@ impl Run {
     }
 }
 
+/// The bearer token the servers under test require.
+const TOKEN: &str = "third-party-token-93b1c0d2e4f5a6";
+
 /// Runs `program args` in tests/clients, in a process group of its own,
 /// killing the group if it outlives [`CLIENT_TIMEOUT`].
 async fn run_client(server: &ServerProcess, program: &Path, args: &[&str]) -> Run {
+    run_client_env(server, program, args, &[]).await
+}
+
+/// [`run_client`] with extra environment.
+async fn run_client_env(
+    server: &ServerProcess,
+    program: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Run {
     let what = format!(
         "{} {}",
         program
@@ -82,6 +95,7 @@ async fn run_client(server: &ServerProcess, program: &Path, args: &[&str]) -> Ru
     let t = Instant::now();
     let child = tokio::process::Command::new(program)
         .args(args)
+        .envs(envs.iter().copied())
         .current_dir(clients_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -146,13 +160,38 @@ async fn assert_no_containers_soon(server: &ServerProcess, podman: &PodmanClient
 }
 
 /// py_client.py under one venv: the whole scenario in one session, and
-/// the session's container removed once the client has closed it.
+/// the session's container removed once the client has closed it. The
+/// server requires a bearer token, which the SDK sends as a header; with a
+/// wrong token the SDK reports the 401.
 async fn python_low_level(venv: &str, major: &str) {
     let podman = common::live_podman().await;
     let python = installed(&format!("{venv}/bin/python"));
-    let server = common::server::start(&[]);
+    let server = common::server::start(&[("POD_EXEC_AUTH_TOKEN", TOKEN)]);
 
-    let run = run_client(&server, &python, &["py_client.py", &server.url]).await;
+    let wrong = format!("{TOKEN}-wrong");
+    let refused = run_client_env(
+        &server,
+        &python,
+        &["py_client.py", &server.url],
+        &[("MCP_BEARER_TOKEN", &wrong)],
+    )
+    .await;
+    assert!(!refused.out.status.success(), "{}", refused.stdout());
+    // Its HTTP log (printed on failure) shows the server's answer.
+    assert!(
+        refused.stderr().contains("'POST 401'"),
+        "{}",
+        refused.stderr()
+    );
+    assert_eq!(container_count(&server, &podman).await, 0);
+
+    let run = run_client_env(
+        &server,
+        &python,
+        &["py_client.py", &server.url],
+        &[("MCP_BEARER_TOKEN", TOKEN)],
+    )
+    .await;
     run.assert_success(&server);
     let summary = json_line(&run);
     eprintln!("{summary}");
@@ -262,7 +301,15 @@ fn inspector() -> PathBuf {
 /// Runs the Inspector CLI against the server with `args` after the
 /// connection flags; it must succeed and print one JSON document.
 async fn inspector_json(server: &ServerProcess, inspector: &Path, args: &[&str]) -> (Run, Value) {
-    let mut all = vec!["--cli", server.url.as_str(), "--transport", "http"];
+    let header = format!("Authorization: Bearer {TOKEN}");
+    let mut all = vec![
+        "--cli",
+        server.url.as_str(),
+        "--transport",
+        "http",
+        "--header",
+        header.as_str(),
+    ];
     all.extend_from_slice(args);
     let run = run_client(server, inspector, &all).await;
     run.assert_success(server);
@@ -271,14 +318,42 @@ async fn inspector_json(server: &ServerProcess, inspector: &Path, args: &[&str])
     (run, result)
 }
 
-/// The Inspector CLI (TypeScript SDK) calls the tool. It closes its
-/// transport without DELETE, so its session — and container — stays until
-/// idle expiry; a short POD_EXEC_IDLE_TIMEOUT shows that it is reclaimed.
+/// The Inspector CLI (TypeScript SDK) calls the tool, sending the bearer
+/// token with `--header` (without it, the call fails with the 401). It
+/// closes its transport without DELETE, so its session — and container —
+/// stays until idle expiry; a short POD_EXEC_IDLE_TIMEOUT shows that it is
+/// reclaimed.
 #[tokio::test]
 async fn inspector_cli_tools_call() {
     let podman = common::live_podman().await;
     let inspector = inspector();
-    let server = common::server::start(&[("POD_EXEC_IDLE_TIMEOUT", "3")]);
+    let server = common::server::start(&[
+        ("POD_EXEC_IDLE_TIMEOUT", "3"),
+        ("POD_EXEC_AUTH_TOKEN", TOKEN),
+    ]);
+
+    let refused = run_client(
+        &server,
+        &inspector,
+        &[
+            "--cli",
+            &server.url,
+            "--transport",
+            "http",
+            "--method",
+            "tools/list",
+        ],
+    )
+    .await;
+    assert!(!refused.out.status.success(), "{}", refused.stdout());
+    // It prints the 401's body ("unauthorized").
+    let said = format!("{}{}", refused.stdout(), refused.stderr());
+    assert!(
+        said.contains("401") || said.contains("unauthorized"),
+        "{}\n{}",
+        refused.stdout(),
+        refused.stderr()
+    );
 
     let (run, result) = inspector_json(
         &server,
@@ -334,7 +409,7 @@ async fn inspector_cli_tools_call() {
 async fn inspector_cli_tools_list() {
     let podman = common::live_podman().await;
     let inspector = inspector();
-    let server = common::server::start(&[]);
+    let server = common::server::start(&[("POD_EXEC_AUTH_TOKEN", TOKEN)]);
 
     let (_run, result) = inspector_json(&server, &inspector, &["--method", "tools/list"]).await;
     let tools = result["tools"].as_array().expect("tools");
@@ -351,6 +426,12 @@ async fn inspector_cli_tools_list() {
         .as_array()
         .expect("outputSchema.required");
     assert!(required.contains(&"output".into()) && required.contains(&"retval".into()));
+    // Annotations as a TypeScript client reads them (camelCase).
+    let a = &tool["annotations"];
+    assert_eq!(a["readOnlyHint"], false, "{tool}");
+    assert_eq!(a["destructiveHint"], true, "{tool}");
+    assert_eq!(a["idempotentHint"], false, "{tool}");
+    assert_eq!(a["openWorldHint"], true, "{tool}");
     assert_eq!(
         container_count(&server, &podman).await,
         0,

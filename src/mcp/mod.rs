@@ -11,7 +11,7 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CallToolResult, ContentBlock, Implementation, ProgressNotificationParam, ServerCapabilities,
-    ServerConfig,
+    ServerConfig, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
@@ -19,6 +19,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
+use crate::audit::{AuditLog, AuditRecord};
+use crate::auth::Caller;
 use crate::config::Config;
 use crate::sandbox::spec::MAX_COMMAND_BYTES;
 use crate::sandbox::{
@@ -80,6 +82,7 @@ impl From<ExecOutcome> for ShellExecResult {
 pub struct Shared {
     sandboxes: SandboxManager,
     config: Config,
+    audit: Option<AuditLog>,
     tool_router: ToolRouter<PodExecServer>,
 }
 
@@ -91,11 +94,18 @@ pub struct PodExecServer {
 
 impl PodExecServer {
     /// Shared state for all handlers.
-    pub fn shared(sandboxes: SandboxManager, config: Config) -> Arc<Shared> {
+    pub fn shared(
+        sandboxes: SandboxManager,
+        config: Config,
+        audit: Option<AuditLog>,
+    ) -> Arc<Shared> {
+        let mut tool_router = Self::tool_router();
+        annotate(&mut tool_router, &config);
         Arc::new(Shared {
             sandboxes,
             config,
-            tool_router: Self::tool_router(),
+            audit,
+            tool_router,
         })
     }
 
@@ -115,6 +125,32 @@ fn session_id(ctx: &RequestContext<RoleServer>) -> Option<String> {
         .to_str()
         .ok()
         .map(str::to_owned)
+}
+
+/// Honest hints for clients that auto-approve by them (VS Code, Cursor):
+/// shell_exec changes its sandbox (never read-only); it is destructive
+/// unless read-only mode leaves it only tmpfs scratch; it is not
+/// idempotent; it reaches the open world only when sandboxes have a network.
+fn annotate(router: &mut ToolRouter<PodExecServer>, config: &Config) {
+    if let Some(route) = router.map.get_mut("shell_exec") {
+        route.attr.annotations = Some(ToolAnnotations::from_raw(
+            Some("Run a shell command in a sandbox".into()),
+            Some(false),
+            Some(!config.read_only),
+            Some(false),
+            Some(config.network != "none"),
+        ));
+    }
+}
+
+/// Who sent the request: the identity the HTTP layer authenticated, or the
+/// local identity (no authentication, or a transport without HTTP).
+fn caller(ctx: &RequestContext<RoleServer>) -> Caller {
+    ctx.extensions
+        .get::<http::request::Parts>()
+        .and_then(|p| p.extensions.get::<Caller>())
+        .cloned()
+        .unwrap_or_else(Caller::local)
 }
 
 /// A tool error the model sees (isError: true).
@@ -161,7 +197,9 @@ impl PodExecServer {
         Parameters(args): Parameters<ShellExecArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
+        let call = CallRecord::new(&self.shared, caller(&ctx), "shell_exec", &args.command);
         if let Err(msg) = validate_command(&args.command).and(validate_timeout(args.timeout)) {
+            call.finish(None, Finish::Error(&msg)).await;
             return Ok(tool_error(msg));
         }
         let sandboxes = &self.shared.sandboxes;
@@ -199,14 +237,76 @@ impl PodExecServer {
         let (result, ()) = tokio::join!(exec, forward);
         match result {
             Ok(outcome) => {
+                let sandbox = outcome.sandbox.clone();
                 let r = ShellExecResult::from(outcome);
                 debug!(retval = r.retval, bytes = r.output.len(), "shell_exec done");
+                call.finish(Some(&sandbox), Finish::Ran(&r)).await;
                 let value = serde_json::to_value(&r)
                     .map_err(|e| McpError::internal_error(e.to_string(), None))?;
                 Ok(CallToolResult::structured(value))
             }
-            Err(e) => Ok(tool_error(error_text(&e))),
+            Err(e) => {
+                let text = error_text(&e);
+                call.finish(None, Finish::Error(&text)).await;
+                Ok(tool_error(text))
+            }
         }
+    }
+}
+
+/// How a call ended, for the audit log.
+enum Finish<'a> {
+    /// The command ran to a result.
+    Ran(&'a ShellExecResult),
+    /// The policy refused it: rule id.
+    #[allow(dead_code)]
+    Refused(&'a str, &'a str),
+    /// A tool error before or instead of a result.
+    Error(&'a str),
+}
+
+/// One call being audited: who, what, since when.
+struct CallRecord<'a> {
+    audit: Option<&'a AuditLog>,
+    caller: Caller,
+    tool: &'static str,
+    command: &'a str,
+    started: std::time::Instant,
+}
+
+impl<'a> CallRecord<'a> {
+    fn new(shared: &'a Shared, caller: Caller, tool: &'static str, command: &'a str) -> Self {
+        CallRecord {
+            audit: shared.audit.as_ref(),
+            caller,
+            tool,
+            command,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Appends the call's audit line (when the audit log is on).
+    async fn finish(&self, sandbox: Option<&str>, how: Finish<'_>) {
+        let Some(audit) = self.audit else { return };
+        let (retval, timed_out, refused_by, error) = match how {
+            Finish::Ran(r) => (Some(r.retval), r.timed_out, None, None),
+            Finish::Refused(rule, msg) => (None, false, Some(rule), Some(msg)),
+            Finish::Error(e) => (None, false, None, Some(e)),
+        };
+        audit
+            .record(&AuditRecord {
+                time: AuditRecord::now(),
+                caller: self.caller.name(),
+                sandbox,
+                tool: self.tool,
+                command: self.command,
+                retval,
+                duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                refused_by,
+                timed_out,
+                error,
+            })
+            .await;
     }
 }
 

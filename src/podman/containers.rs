@@ -286,6 +286,34 @@ impl PodmanClient {
         self.call_json(Method::GET, &path, None).await
     }
 
+    /// `GET /containers/{id}/logs?stdout=true&stderr=true` of a container
+    /// without a TTY: stdout and stderr, each in order, as text (invalid
+    /// UTF-8 replaced). The body is bounded like every reply.
+    ///
+    /// # Errors
+    /// [`PodmanError::NotFound`] when it does not exist;
+    /// [`PodmanError::Malformed`] when the stream does not decode.
+    pub async fn container_logs(&self, id: &str) -> Result<(String, String), PodmanError> {
+        let path = api(&format!(
+            "/containers/{}/logs?stdout=true&stderr=true",
+            encode(id)
+        ));
+        let (_, body) = self.call(Method::GET, &path, None).await?;
+        let frames = super::attach::decode_all(super::attach::Framing::Multiplexed, [&body[..]])
+            .map_err(|e| PodmanError::malformed(&path, e.to_string()))?;
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        for (kind, data) in frames {
+            match kind {
+                super::StreamKind::Stdout => out.extend_from_slice(&data),
+                _ => err.extend_from_slice(&data),
+            }
+        }
+        Ok((
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+        ))
+    }
+
     /// `GET /containers/json?all=true` filtered by labels (`"k=v"` or `"k"`),
     /// all of which must match.
     ///

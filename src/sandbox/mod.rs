@@ -12,6 +12,7 @@ pub mod spec;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -78,6 +79,12 @@ pub enum SandboxError {
          (POD_EXEC_MAX_CONCURRENT_PER_SESSION); wait for one to finish and call again"
     )]
     Busy(usize),
+    /// The server runs as many sandboxes as it may.
+    #[error(
+        "the server already runs {0} sandboxes, its limit (POD_EXEC_MAX_SESSIONS); end an \
+         unused session or try again later"
+    )]
+    Capacity(usize),
 }
 
 #[derive(Debug)]
@@ -112,6 +119,8 @@ pub struct Limits {
     pub max_output: usize,
     /// Calls one sandbox runs at once.
     pub max_calls_per_sandbox: usize,
+    /// Sandboxes with a container at once (POD_EXEC_MAX_SESSIONS).
+    pub max_sandboxes: usize,
 }
 
 /// Owns every sandbox container of this server instance. Cheap to clone.
@@ -127,6 +136,10 @@ struct Inner {
     me: Identity,
     max_output: usize,
     max_calls: usize,
+    max_sandboxes: usize,
+    /// Slots holding a container, or creating one: bounded by
+    /// `max_sandboxes`.
+    live: AtomicUsize,
     slots: Mutex<Slots>,
     pool: Mutex<Option<Pool>>,
 }
@@ -160,6 +173,8 @@ impl SandboxManager {
                 me,
                 max_output: limits.max_output,
                 max_calls: limits.max_calls_per_sandbox.max(1),
+                max_sandboxes: limits.max_sandboxes.max(1),
+                live: AtomicUsize::new(0),
                 slots: Mutex::new(Slots::default()),
                 pool: Mutex::new(None),
             }),
@@ -214,7 +229,10 @@ impl SandboxManager {
         )
         .await;
         match result {
-            Ok(outcome) => Ok(outcome),
+            Ok(outcome) => Ok(ExecOutcome {
+                sandbox: slot.tag.clone(),
+                ..outcome
+            }),
             Err(e) if gone(&e) || !self.running(&container).await => {
                 self.forget(key, &container).await;
                 Err(SandboxError::Gone)
@@ -299,16 +317,48 @@ impl SandboxManager {
             }
             SlotState::Empty => {}
         }
+        self.reserve_live()?;
         let container = match self.claim_pooled().await {
             Some(c) => {
                 info!(sandbox = %slot.tag, container = %c.name, "pooled container assigned");
                 c
             }
-            None => self.create(&slot.tag, slot.kind).await?,
+            None => match self.create(&slot.tag, slot.kind).await {
+                Ok(c) => c,
+                Err(e) => {
+                    self.unreserve_live();
+                    return Err(e);
+                }
+            },
         };
         let container = Arc::new(container);
         *state = SlotState::Ready(container.clone());
         Ok(container)
+    }
+
+    /// Counts one more live sandbox, unless the limit is reached.
+    fn reserve_live(&self) -> Result<(), SandboxError> {
+        let max = self.inner.max_sandboxes;
+        self.inner
+            .live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map(|_| ())
+            .map_err(|_| {
+                warn!(
+                    limit = max,
+                    "sandbox refused: POD_EXEC_MAX_SESSIONS reached"
+                );
+                SandboxError::Capacity(max)
+            })
+    }
+
+    fn unreserve_live(&self) {
+        let _ = self
+            .inner
+            .live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
     async fn create(&self, tag: &str, kind: &str) -> Result<Container, SandboxError> {
@@ -397,6 +447,7 @@ impl SandboxManager {
             let mut state = slot.state.lock().await;
             if matches!(&*state, SlotState::Ready(cur) if cur.id == c.id) {
                 *state = SlotState::Empty;
+                self.unreserve_live();
             }
         }
         let _ = self.inner.podman.remove_container(&c.id, true).await;
@@ -417,6 +468,7 @@ impl SandboxManager {
         let prev = std::mem::replace(&mut *state, SlotState::Closed);
         drop(state);
         if let SlotState::Ready(c) = prev {
+            self.unreserve_live();
             let t = Instant::now();
             match self.inner.podman.remove_container(&c.id, true).await {
                 Ok(_) => info!(
@@ -559,6 +611,7 @@ mod tests {
             Limits {
                 max_output: 1000,
                 max_calls_per_sandbox: 2,
+                max_sandboxes: 1,
             },
         )
     }

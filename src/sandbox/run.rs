@@ -74,6 +74,8 @@ pub struct ExecOutcome {
     pub timed_out: bool,
     /// Stopped because the client cancelled.
     pub cancelled: bool,
+    /// Tag of the sandbox it ran in (set by the manager).
+    pub sandbox: String,
 }
 
 enum End {
@@ -171,6 +173,7 @@ pub async fn run_call(
         retval,
         timed_out,
         cancelled,
+        sandbox: String::new(),
     })
 }
 

@@ -18,6 +18,10 @@ ends the session with DELETE), whether it validates structuredContent
 against the tool's outputSchema, and how it surfaces an isError result that
 has no structuredContent.
 
+With MCP_BEARER_TOKEN in the environment, every request carries
+`Authorization: Bearer <token>` the way the SDK documents it (a header on
+its HTTP client); the token is never printed.
+
 --stateless uses the 2.x high-level `mcp.client.client.Client` in its default
 mode ("auto": probe server/discover, fall back to the handshake). Against a
 2026-07-28 server it is stateless: no session, so every call may land in a
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import sys
 import time
 import warnings
@@ -79,13 +84,18 @@ class HttpLog:
         return client
 
 
+def auth_headers() -> dict[str, str] | None:
+    token = os.environ.get("MCP_BEARER_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else None
+
+
 def transport(url: str, log: HttpLog) -> Any:
     """The SDK's low-level streamable HTTP client context manager."""
     if MAJOR >= 2:
         from mcp.shared._httpx_utils import create_mcp_http_client
 
         return streamable_http.streamable_http_client(
-            url, http_client=log.hook(create_mcp_http_client())
+            url, http_client=log.hook(create_mcp_http_client(headers=auth_headers()))
         )
     from mcp.shared._httpx_utils import create_mcp_http_client
 
@@ -96,7 +106,9 @@ def transport(url: str, log: HttpLog) -> Any:
         # 1.30 marks streamablehttp_client deprecated (in favour of the 2.x
         # spelling it also has); it is still the 1.x API most code uses.
         warnings.simplefilter("ignore", DeprecationWarning)
-        return streamable_http.streamablehttp_client(url, httpx_client_factory=factory)
+        return streamable_http.streamablehttp_client(
+            url, headers=auth_headers(), httpx_client_factory=factory
+        )
 
 
 async def call(session: ClientSession, command: str) -> dict[str, Any]:
@@ -151,8 +163,12 @@ async def probe_output_validation(session: ClientSession) -> Any:
             validators.pop(TOOL, None)
 
 
+# The run's HTTP log, printed on failure too (e.g. to show a 401).
+HTTP_LOG = HttpLog()
+
+
 async def run(url: str) -> dict[str, Any]:
-    log = HttpLog()
+    log = HTTP_LOG
     summary: dict[str, Any] = {"ok": False, "mcp_version": MCP_VERSION}
     t0 = time.monotonic()
     async with transport(url, log) as streams:
@@ -258,6 +274,7 @@ def main() -> int:
         summary = anyio.run(_with_timeout, args[0], stateless)
     except Failure as e:
         print(f"py_client.py (mcp {MCP_VERSION}): FAILED: {e}", file=sys.stderr)
+        print(f"http exchanges: {HTTP_LOG.exchanges}", file=sys.stderr)
         return 1
     except BaseException as e:  # noqa: BLE001 - any crash is a failure with its text
         print(
@@ -265,6 +282,7 @@ def main() -> int:
             f"{type(e).__module__}.{type(e).__qualname__}: {e!r}",
             file=sys.stderr,
         )
+        print(f"http exchanges: {HTTP_LOG.exchanges}", file=sys.stderr)
         return 1
     print(json.dumps(summary, sort_keys=True))
     return 0

@@ -9,20 +9,29 @@ use rmcp::model::{
 };
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{RoleClient, ServiceExt};
 
 pub type Client = RunningService<RoleClient, ClientConfig>;
 
 /// A session client (protocol 2025-11-25: `initialize`, a session id).
 pub async fn connect(url: &str) -> Client {
+    connect_transport(StreamableHttpClientTransport::from_uri(url.to_owned())).await
+}
+
+/// A session client that sends `Authorization: Bearer <token>`.
+pub async fn connect_with_token(url: &str, token: &str) -> Client {
+    let config = StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token);
+    connect_transport(StreamableHttpClientTransport::from_config(config)).await
+}
+
+async fn connect_transport(transport: StreamableHttpClientTransport<reqwest::Client>) -> Client {
     let info = ClientConfig::new(
         ClientCapabilities::default(),
         Implementation::new("pod-exec-mcp-tests", "0"),
     )
     .with_protocol_version(ProtocolVersion::V_2025_11_25);
-    info.serve(StreamableHttpClientTransport::from_uri(url.to_owned()))
-        .await
-        .expect("initialize a session")
+    info.serve(transport).await.expect("initialize a session")
 }
 
 pub async fn call(client: &Client, command: &str) -> CallToolResult {
