@@ -18,6 +18,7 @@ const REFUSED: &[(&str, &str)] = &[
     ("rm -rf /var/*", "shell:rm-system-dir"),
     ("rm -rf /tmp/../home", "shell:rm-system-dir"),
     ("rm -rf -- /boot", "shell:rm-system-dir"),
+    ("rm -rf / --no-preserve-root", "shell:rm-root"),
     ("rm -v -R /lib64", "shell:rm-system-dir"),
     ("rm -rf /u*", "shell:rm-system-dir"),
     // Bypass spellings.
@@ -124,6 +125,13 @@ const ALLOWED: &[&str] = &[
     "export X=1; echo $X",
     "arr=(rm -rf /); echo ${arr[0]}",
     "cargo test -- --nocapture",
+    "echo ':(){ :|:& };:'",
+    "find . -name '*.o' -exec rm -rf {} +",
+    "git clean -fdx",
+    "rm -rf \"$(pwd)/target\"",
+    "timeout 5s sh -c 'make -j4 && rm -rf ./dist'",
+    "docker run --rm -v /tmp:/tmp alpine ls",
+    "cp /dev/null /tmp/empty",
     "",
     "   ",
 ];
