@@ -9,6 +9,8 @@
 //!   keyed by session (or, later, handle); bounded output; owner labels.
 //! - [`mcp`]: the `ServerHandler` and its tools; the session manager that
 //!   ties session end and idle expiry to sandbox release.
+//! - [`policy`]: the command policy (strict/permissive, built-in rules,
+//!   YAML rule file, read-only); pure, checked before a command runs.
 //! - [`server`]: start-up checks and shutdown.
 //! - [`transport`]: streamable HTTP with its authentication gate.
 //! - [`auth`]: bearer tokens and caller identities.
@@ -21,6 +23,7 @@ pub mod auth;
 pub mod config;
 pub mod mcp;
 pub mod podman;
+pub mod policy;
 pub mod sandbox;
 pub mod server;
 pub mod transport;
