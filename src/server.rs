@@ -124,19 +124,33 @@ impl Server {
                 });
             }
         }
+        let host = match quick.info().await {
+            Ok(h) => h,
+            Err(e) => {
+                return Err(StartupError::PodmanUnreachable {
+                    detail: unreachable_detail(&e),
+                    endpoint,
+                });
+            }
+        };
         let me = Identity::current();
         info!(
             podman = %version.version, api = %version.api_version, %endpoint,
-            image = %config.image, instance = %me.instance,
+            image = %config.image, instance = %me.instance, rootless = host.rootless,
             "connected to Podman"
+        );
+        let mut template = SandboxTemplate::from_config(&config);
+        template.adapt_to(&quick, &host, &me).await;
+        info!(
+            userns = ?template.hardening().userns(),
+            "sandbox confinement"
         );
         let limits = Limits {
             max_output: usize::try_from(config.max_output).unwrap_or(usize::MAX),
             max_calls_per_sandbox: usize::try_from(config.max_concurrent_per_session)
                 .unwrap_or(usize::MAX),
         };
-        let sandboxes =
-            SandboxManager::new(podman, SandboxTemplate::from_config(&config), me, limits);
+        let sandboxes = SandboxManager::new(podman, template, me, limits);
         let sessions = Arc::new(Sessions::new(sandboxes.clone(), config.idle()));
         Ok(Server {
             listener,

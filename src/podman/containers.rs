@@ -61,6 +61,15 @@ pub struct ContainerSpec {
     /// Network namespace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub netns: Option<Namespace>,
+    /// User namespace: "private" with `idmappings`, "auto", "host".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub userns: Option<Namespace>,
+    /// uid/gid maps of the user namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idmappings: Option<IdMappings>,
+    /// POSIX rlimits of the container's processes.
+    #[serde(rename = "r_limits", skip_serializing_if = "Vec::is_empty")]
+    pub rlimits: Vec<Rlimit>,
     /// Extra mounts (bind, tmpfs).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<Mount>,
@@ -116,6 +125,64 @@ pub struct Namespace {
     pub nsmode: String,
 }
 
+/// containers/storage `IDMappingOptions` (its Go field names: the struct
+/// has no JSON tags).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct IdMappings {
+    /// uid ranges.
+    #[serde(rename = "UIDMap", skip_serializing_if = "Vec::is_empty", default)]
+    pub uid_map: Vec<IdMap>,
+    /// gid ranges.
+    #[serde(rename = "GIDMap", skip_serializing_if = "Vec::is_empty", default)]
+    pub gid_map: Vec<IdMap>,
+    /// Let Podman pick a free range for this container (`--userns=auto`);
+    /// `userns` must then say "auto" too.
+    #[serde(
+        rename = "AutoUserNs",
+        skip_serializing_if = "std::ops::Not::not",
+        default
+    )]
+    pub auto_userns: bool,
+    /// Options of the automatic range.
+    #[serde(
+        rename = "AutoUserNsOpts",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub auto_userns_opts: Option<AutoUserNsOpts>,
+}
+
+/// One range of an id map.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IdMap {
+    /// First id inside.
+    pub container_id: u32,
+    /// First id on the host.
+    pub host_id: u32,
+    /// Number of ids.
+    pub size: u32,
+}
+
+/// containers/storage `AutoUserNsOptions`, the part a sandbox sets.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AutoUserNsOpts {
+    /// Exact size of the range (0: Podman's heuristics).
+    #[serde(rename = "Size")]
+    pub size: u32,
+}
+
+/// An OCI POSIX rlimit, e.g. `RLIMIT_NOFILE`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Rlimit {
+    /// "RLIMIT_NOFILE", "RLIMIT_NPROC", ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Hard limit.
+    pub hard: u64,
+    /// Soft limit.
+    pub soft: u64,
+}
+
 /// An OCI mount.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Mount {
@@ -132,6 +199,20 @@ pub struct Mount {
 }
 
 impl Mount {
+    /// A bind mount of host `source` at `destination`, read-only unless
+    /// `writable`.
+    pub fn bind(source: &str, destination: &str, writable: bool) -> Self {
+        Mount {
+            destination: destination.to_owned(),
+            kind: "bind".to_owned(),
+            source: source.to_owned(),
+            options: vec![
+                "rbind".to_owned(),
+                if writable { "rw" } else { "ro" }.to_owned(),
+            ],
+        }
+    }
+
     /// A tmpfs at `destination` with the given options.
     pub fn tmpfs(destination: &str, options: &[&str]) -> Self {
         Mount {

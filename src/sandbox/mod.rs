@@ -5,6 +5,7 @@
 //! handle for stateless clients later. Nothing else creates or removes a
 //! managed container.
 
+pub mod hardening;
 pub mod output;
 pub mod owner;
 pub mod run;
