@@ -67,6 +67,9 @@ pub struct ContainerSpec {
     /// uid/gid maps of the user namespace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idmappings: Option<IdMappings>,
+    /// Namespaced kernel parameters (`net.*`, `kernel.shm*`, ...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctl: BTreeMap<String, String>,
     /// POSIX rlimits of the container's processes.
     #[serde(rename = "r_limits", skip_serializing_if = "Vec::is_empty")]
     pub rlimits: Vec<Rlimit>,
@@ -171,10 +174,12 @@ pub struct AutoUserNsOpts {
     pub size: u32,
 }
 
-/// An OCI POSIX rlimit, e.g. `RLIMIT_NOFILE`.
+/// A POSIX rlimit as SpecGenerator takes it: Podman prefixes the type
+/// with `RLIMIT_` itself (4.3.1 pkg/specgen/generate/oci.go).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Rlimit {
-    /// "RLIMIT_NOFILE", "RLIMIT_NPROC", ...
+    /// "nofile", "nproc", ... ("RLIMIT_NOFILE" would become
+    /// RLIMIT_RLIMIT_NOFILE, which runc rejects).
     #[serde(rename = "type")]
     pub kind: String,
     /// Hard limit.
@@ -248,6 +253,9 @@ pub struct ContainerInspect {
     /// HostConfig, kept as JSON for the same reason.
     #[serde(rename = "HostConfig", default)]
     pub host_config: serde_json::Value,
+    /// Every other top-level field (`EffectiveCaps`, `Mounts`, ...), as JSON.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ContainerInspect {

@@ -28,8 +28,8 @@ use crate::podman::{
 ///   sandbox's own network namespace.
 ///
 /// Dropped from Podman's default set: `NET_RAW` (raw and packet sockets,
-/// spoofing on the bridge; `ping` still works through ICMP datagram
-/// sockets, which Podman enables for gid 0 with `net.ipv4.ping_group_range`),
+/// spoofing on the bridge; root's `ping` still works through ICMP datagram
+/// sockets, see [`PING_GROUP_RANGE`]),
 /// `MKNOD` (device nodes), `SYS_CHROOT`, `AUDIT_WRITE`, `SETFCAP` (file
 /// capabilities) and `SETPCAP` (changing capability sets). Add one back
 /// with POD_EXEC_CAP_ADD.
@@ -43,6 +43,12 @@ pub const BASE_CAPS: &[&str] = &[
     "KILL",
     "NET_BIND_SERVICE",
 ];
+
+/// Groups allowed ICMP datagram ("ping") sockets, which need no
+/// capability: gid 0, as Podman's CLI sets by default (the API does not).
+/// A wider range would have to name only gids mapped into the sandbox's
+/// user namespace, or the container fails to start.
+pub const PING_GROUP_RANGE: &str = "0 0";
 
 /// CFS period for the CPU limit (µs): Podman's own `--cpus` uses 100 ms.
 const CPU_PERIOD_US: u64 = 100_000;
@@ -58,6 +64,8 @@ pub struct Hardening {
     cap_add: Vec<String>,
     cpus: f64,
     nofile: u64,
+    /// The pids limit, reused as RLIMIT_NPROC.
+    pids: u64,
     /// `None`: no mapping is added (rootless Podman, or `host`).
     userns: Option<UsernsMode>,
     read_only_root: bool,
@@ -79,6 +87,7 @@ impl Hardening {
             cap_add,
             cpus: c.cpus,
             nofile: c.nofile,
+            pids: u64::from(c.pids_limit),
             userns: (c.userns != UsernsMode::Host).then_some(c.userns),
             read_only_root: c.read_only_root,
             read_only_mode: false,
@@ -132,6 +141,10 @@ impl Hardening {
         spec.no_new_privileges = Some(true);
         spec.cap_drop = vec!["ALL".into()];
         spec.cap_add = self.cap_add.clone();
+        spec.sysctl.insert(
+            "net.ipv4.ping_group_range".into(),
+            PING_GROUP_RANGE.into(),
+        );
         match self.userns {
             None | Some(UsernsMode::Host) => {}
             Some(UsernsMode::Map { host_start, size }) => {
@@ -172,10 +185,22 @@ impl Hardening {
         }
         if self.nofile > 0 {
             spec.rlimits.push(Rlimit {
-                kind: "RLIMIT_NOFILE".into(),
+                kind: "nofile".into(),
                 hard: self.nofile,
                 soft: self.nofile,
             });
+            // Once r_limits is set, Podman no longer applies containers.conf's
+            // default_ulimits and asks for nproc 1048576, above the hard limit
+            // of many hosts ("error setting rlimit type 6"). The pids limit
+            // bounds processes anyway; RLIMIT_NPROC is counted per user
+            // namespace, and host root (userns host) is exempt from it.
+            if self.pids > 0 {
+                spec.rlimits.push(Rlimit {
+                    kind: "nproc".into(),
+                    hard: self.pids,
+                    soft: self.pids,
+                });
+            }
         }
         let read_only = self.read_only_root || self.read_only_mode;
         if read_only {
@@ -240,11 +265,18 @@ mod tests {
         assert_eq!((cpu.quota, cpu.period), (100_000, 100_000));
         assert_eq!(
             s.rlimits,
-            [Rlimit {
-                kind: "RLIMIT_NOFILE".into(),
-                hard: 4096,
-                soft: 4096
-            }]
+            [
+                Rlimit {
+                    kind: "nofile".into(),
+                    hard: 4096,
+                    soft: 4096
+                },
+                Rlimit {
+                    kind: "nproc".into(),
+                    hard: 1024,
+                    soft: 1024
+                }
+            ]
         );
         assert_eq!(s.read_only_filesystem, None);
         assert!(s.mounts.is_empty());
@@ -259,7 +291,7 @@ mod tests {
         assert_eq!(v["idmappings"]["AutoUserNs"], true);
         assert_eq!(v["idmappings"]["AutoUserNsOpts"]["Size"], 65536);
         assert_eq!(v["resource_limits"]["cpu"]["quota"], 50_000);
-        assert_eq!(v["r_limits"][0]["type"], "RLIMIT_NOFILE");
+        assert_eq!(v["r_limits"][0]["type"], "nofile");
         let v = serde_json::to_value(spec_for(&[])).unwrap();
         assert_eq!(
             v["idmappings"],
