@@ -22,8 +22,8 @@ use crate::podman::{
 ///   package installs with them.
 /// - `SETUID`, `SETGID`: apt-get drops to `_apt` for downloads; `su`,
 ///   `runuser`, `setpriv` switch users.
-/// - `KILL`: root signals other users' processes; the server's killer exec
-///   (user 0) ends a timed-out call of a non-root POD_EXEC_USER with it.
+/// - `KILL`: root signals other users' processes (`kill` of a daemon a
+///   package started as its own user).
 /// - `NET_BIND_SERVICE`: a test server on a port below 1024, inside the
 ///   sandbox's own network namespace.
 ///
@@ -141,10 +141,8 @@ impl Hardening {
         spec.no_new_privileges = Some(true);
         spec.cap_drop = vec!["ALL".into()];
         spec.cap_add = self.cap_add.clone();
-        spec.sysctl.insert(
-            "net.ipv4.ping_group_range".into(),
-            PING_GROUP_RANGE.into(),
-        );
+        spec.sysctl
+            .insert("net.ipv4.ping_group_range".into(), PING_GROUP_RANGE.into());
         match self.userns {
             None | Some(UsernsMode::Host) => {}
             Some(UsernsMode::Map { host_start, size }) => {

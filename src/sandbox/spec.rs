@@ -181,11 +181,13 @@ while [ $n -lt 50 ]; do
 done
 echo survivors"#;
 
-/// The exec that kills a call's processes (as root, untagged).
+/// The exec that kills a call's processes (untagged), as the sandbox's
+/// user, the one the call ran as: root (uid 0) unless POD_EXEC_USER says
+/// otherwise. Not as root then: with capabilities trimmed, root cannot read
+/// another user's /proc/N/environ (that takes CAP_SYS_PTRACE), so it would
+/// find none of the call's processes.
 pub fn killer(token: &str) -> ExecConfig {
-    let mut cfg = ExecConfig::command(["/bin/sh", "-c", KILLER, "pod-exec-kill", token]);
-    cfg.user = Some("0".into());
-    cfg
+    ExecConfig::command(["/bin/sh", "-c", KILLER, "pod-exec-kill", token])
 }
 
 #[cfg(test)]
