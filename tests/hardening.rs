@@ -444,7 +444,13 @@ async fn fork_bomb_is_held_by_pids_and_cpu_limits() {
     let _machine = MACHINE.write().await;
     let podman = live_podman().await;
     // A strict command policy (another branch) may refuse fork bombs.
-    let srv = server::start(&[("POD_EXEC_SECURITY_MODE", "permissive")]);
+    // Half a CPU: this machine has two cores, and at the default (1 CPU,
+    // half the machine) the bystander's p50 went from ~100-170 ms to
+    // 360-630 ms in three runs out of four; at 0.5 it stayed within 1.7x.
+    let srv = server::start(&[
+        ("POD_EXEC_SECURITY_MODE", "permissive"),
+        ("POD_EXEC_CPUS", "0.5"),
+    ]);
     let bystander = connect(&srv.url).await;
     let bomber = connect(&srv.url).await;
     run(&bystander, "true").await;
