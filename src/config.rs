@@ -79,6 +79,50 @@ pub struct Config {
     #[arg(long, env = "POD_EXEC_WARM_POOL", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=64))]
     pub warm_pool: u64,
 
+    /// CPUs each session container may use (fractional, e.g. 0.5); 0 for
+    /// no limit. A CFS quota: a busy sandbox (a fork bomb, a build) cannot
+    /// starve the other sandboxes or the server.
+    #[arg(long, env = "POD_EXEC_CPUS", default_value_t = 1.0, value_parser = parse_cpus)]
+    pub cpus: f64,
+
+    /// Open-file limit (RLIMIT_NOFILE, soft and hard) of each session
+    /// container; 0 leaves Podman's default. Must not exceed the hard limit
+    /// Podman itself runs with.
+    #[arg(long, env = "POD_EXEC_NOFILE", default_value_t = 4096)]
+    pub nofile: u64,
+
+    /// Capabilities added back on top of the minimal set every sandbox gets
+    /// (comma-separated, with or without the CAP_ prefix, e.g. NET_RAW).
+    #[arg(long, env = "POD_EXEC_CAP_ADD", value_delimiter = ',', value_parser = parse_cap)]
+    pub cap_add: Vec<String>,
+
+    /// User namespace of session containers under a rootful Podman:
+    /// "map:HOST_START:SIZE" (container uid/gid 0.. run as host
+    /// HOST_START..), "auto" (Podman picks a distinct range per container;
+    /// needs /etc/subuid and /etc/subgid entries for user `containers`;
+    /// falls back to the default map with a warning), or "host" (no user
+    /// namespace: sandbox root is host root). Ignored under rootless
+    /// Podman, which is user-namespaced already.
+    #[arg(long, env = "POD_EXEC_USERNS", default_value = DEFAULT_USERNS, value_parser = UsernsMode::parse)]
+    pub userns: UsernsMode,
+
+    /// Mount each session container's root filesystem read-only; /tmp and
+    /// /work become writable tmpfs.
+    #[arg(long, env = "POD_EXEC_READ_ONLY_ROOT", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub read_only_root: bool,
+
+    /// Host directories bind-mounted into every session container, as
+    /// SRC:DST (read-only) or SRC:DST:rw; repeatable, or comma-separated in
+    /// the environment. Both paths absolute, no "..".
+    #[arg(long = "mount", env = "POD_EXEC_MOUNTS", value_delimiter = ',', value_parser = BindMount::parse)]
+    pub mounts: Vec<BindMount>,
+
+    /// User commands run as in session containers ("1000:1000" or a name
+    /// the image knows); default the image's user (root). /work is then a
+    /// tmpfs every user can write.
+    #[arg(long, env = "POD_EXEC_USER")]
+    pub user: Option<String>,
+
     /// Extra Host header values accepted (comma-separated) besides
     /// localhost, 127.0.0.1, ::1 and the listen address; "*" accepts any
     /// (only behind a proxy that checks Host itself).
@@ -252,6 +296,149 @@ fn parse_secret(s: &str) -> Result<Secret, String> {
     Ok(Secret(s.to_owned()))
 }
 
+/// The default user namespace: host uids from 1 000 000 000 up, above the
+/// ranges `useradd` hands out in /etc/subuid (SUB_UID_MAX 600 100 000), so a
+/// sandbox's uids belong to no login user's rootless containers.
+pub const DEFAULT_USERNS: &str = "map:1000000000:65536";
+
+/// How sandbox uids and gids map to the host's (rootful Podman only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsernsMode {
+    /// No user namespace: container root is host root.
+    Host,
+    /// Podman allocates a distinct range per container (`--userns=auto`).
+    Auto,
+    /// Container ids 0..size map to host ids host_start..host_start+size.
+    Map {
+        /// First host id.
+        host_start: u32,
+        /// Number of ids mapped.
+        size: u32,
+    },
+}
+
+impl UsernsMode {
+    /// Parses "host", "auto" or "map:HOST_START:SIZE".
+    ///
+    /// # Errors
+    /// Anything else, a zero start (that would be host root again), a size
+    /// under 65536 (uid 65534, nobody, must be mapped), or a range past
+    /// u32::MAX.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let t = s.trim().to_ascii_lowercase();
+        match t.as_str() {
+            "host" => return Ok(UsernsMode::Host),
+            "auto" => return Ok(UsernsMode::Auto),
+            _ => {}
+        }
+        let bad = || {
+            format!(
+                "{s:?} is not a user namespace mode: use auto, host or map:HOST_START:SIZE (e.g. {DEFAULT_USERNS})"
+            )
+        };
+        let rest = t.strip_prefix("map:").ok_or_else(bad)?;
+        let (start, size) = rest.split_once(':').ok_or_else(bad)?;
+        let host_start: u32 = start.trim().parse().map_err(|_| bad())?;
+        let size: u32 = size.trim().parse().map_err(|_| bad())?;
+        if host_start == 0 {
+            return Err(format!(
+                "{s:?}: HOST_START 0 would make sandbox root host root; use host for that"
+            ));
+        }
+        if size < 65536 {
+            return Err(format!(
+                "{s:?}: SIZE must be at least 65536 (images use uids up to 65534)"
+            ));
+        }
+        if host_start.checked_add(size).is_none() {
+            return Err(format!("{s:?}: the range ends past the last uid"));
+        }
+        Ok(UsernsMode::Map { host_start, size })
+    }
+
+    /// The mode [`DEFAULT_USERNS`] names.
+    pub fn default_map() -> Self {
+        // The constant above parses; tested.
+        UsernsMode::parse(DEFAULT_USERNS).unwrap_or(UsernsMode::Map {
+            host_start: 1_000_000_000,
+            size: 65536,
+        })
+    }
+}
+
+/// A host directory bind-mounted into every sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    /// Host path.
+    pub source: String,
+    /// Path in the container.
+    pub destination: String,
+    /// Writable (only when marked `rw`).
+    pub writable: bool,
+}
+
+impl BindMount {
+    /// Parses "SRC:DST", "SRC:DST:ro" or "SRC:DST:rw".
+    ///
+    /// # Errors
+    /// Wrong shape, a relative path, a ".." component, or "/" as the
+    /// destination.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.trim().split(':').collect();
+        let (source, destination, writable) = match parts.as_slice() {
+            [src, dst] => (*src, *dst, false),
+            [src, dst, "ro"] => (*src, *dst, false),
+            [src, dst, "rw"] => (*src, *dst, true),
+            _ => {
+                return Err(format!(
+                    "mount {s:?}: expected SRC:DST or SRC:DST:rw (SRC:DST:ro is the default)"
+                ));
+            }
+        };
+        for (what, p) in [("source", source), ("destination", destination)] {
+            if !p.starts_with('/') {
+                return Err(format!(
+                    "mount {s:?}: the {what} {p:?} is not an absolute path"
+                ));
+            }
+            if p.split('/').any(|c| c == "..") {
+                return Err(format!("mount {s:?}: the {what} {p:?} contains \"..\""));
+            }
+        }
+        if destination.trim_end_matches('/').is_empty() {
+            return Err(format!("mount {s:?}: cannot mount over the container's /"));
+        }
+        Ok(BindMount {
+            source: source.to_owned(),
+            destination: destination.to_owned(),
+            writable,
+        })
+    }
+}
+
+/// A CPU count: finite, 0 (no limit) up to 1024.
+fn parse_cpus(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && (0.0..=1024.0).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a CPU count (e.g. 1, 0.5, 2; 0 for no limit)"
+        )),
+    }
+}
+
+/// A capability name, normalised to Podman's form without the prefix
+/// ("net_raw", "CAP_NET_RAW" -> "NET_RAW").
+fn parse_cap(s: &str) -> Result<String, String> {
+    let t = s.trim().to_ascii_uppercase();
+    let t = t.strip_prefix("CAP_").unwrap_or(&t);
+    if t.is_empty() || !t.chars().all(|c| c.is_ascii_uppercase() || c == '_') || t == "ALL" {
+        return Err(format!(
+            "{s:?} is not a capability name (e.g. NET_RAW, SYS_PTRACE)"
+        ));
+    }
+    Ok(t.to_owned())
+}
+
 /// Parses "512m", "2g", "1048576", "64k" (powers of 1024).
 fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_lowercase();
@@ -304,6 +491,13 @@ mod tests {
             "POD_EXEC_TIMEOUT",
             "POD_EXEC_MAX_TIMEOUT",
             "POD_EXEC_MAX_CONCURRENT_PER_SESSION",
+            "POD_EXEC_CPUS",
+            "POD_EXEC_NOFILE",
+            "POD_EXEC_CAP_ADD",
+            "POD_EXEC_USERNS",
+            "POD_EXEC_READ_ONLY_ROOT",
+            "POD_EXEC_MOUNTS",
+            "POD_EXEC_USER",
         ] {
             assert!(
                 help.contains(&format!("[env: {name}")),
@@ -334,5 +528,136 @@ mod tests {
         );
         let c = Config::try_parse_from(["x", "--allowed-hosts", "*"]).unwrap();
         assert!(c.host_allowlist().is_none());
+    }
+
+    #[test]
+    fn hardening_defaults() {
+        let c = Config::try_parse_from(["x"]).unwrap();
+        assert_eq!(c.cpus, 1.0);
+        assert_eq!(c.nofile, 4096);
+        assert!(c.cap_add.is_empty());
+        assert_eq!(
+            c.userns,
+            UsernsMode::Map {
+                host_start: 1_000_000_000,
+                size: 65536
+            }
+        );
+        assert_eq!(c.userns, UsernsMode::default_map());
+        assert!(!c.read_only_root);
+        assert!(c.mounts.is_empty());
+        assert_eq!(c.user, None);
+    }
+
+    #[test]
+    fn hardening_flags() {
+        let c = Config::try_parse_from([
+            "x",
+            "--cpus",
+            "0.5",
+            "--nofile",
+            "1024",
+            "--cap-add",
+            "net_raw,CAP_SYS_PTRACE",
+            "--userns",
+            "auto",
+            "--read-only-root",
+            "--mount",
+            "/srv/data:/data",
+            "--mount",
+            "/srv/out:/out:rw",
+            "--user",
+            "1000:1000",
+        ])
+        .unwrap();
+        assert_eq!(c.cpus, 0.5);
+        assert_eq!(c.nofile, 1024);
+        assert_eq!(c.cap_add, ["NET_RAW", "SYS_PTRACE"]);
+        assert_eq!(c.userns, UsernsMode::Auto);
+        assert!(c.read_only_root);
+        assert_eq!(
+            c.mounts,
+            [
+                BindMount {
+                    source: "/srv/data".into(),
+                    destination: "/data".into(),
+                    writable: false
+                },
+                BindMount {
+                    source: "/srv/out".into(),
+                    destination: "/out".into(),
+                    writable: true
+                }
+            ]
+        );
+        assert_eq!(c.user.as_deref(), Some("1000:1000"));
+        let c = Config::try_parse_from(["x", "--read-only-root", "false", "--cpus", "0"]).unwrap();
+        assert!(!c.read_only_root);
+        assert_eq!(c.cpus, 0.0);
+    }
+
+    #[test]
+    fn userns_modes() {
+        assert_eq!(UsernsMode::parse("host"), Ok(UsernsMode::Host));
+        assert_eq!(UsernsMode::parse(" AUTO "), Ok(UsernsMode::Auto));
+        assert_eq!(
+            UsernsMode::parse("map:100000:65536"),
+            Ok(UsernsMode::Map {
+                host_start: 100_000,
+                size: 65536
+            })
+        );
+        for bad in [
+            "",
+            "private",
+            "map:",
+            "map:100000",
+            "map:x:65536",
+            "map:0:65536",
+            "map:100000:1000",
+            "map:4294967000:65536",
+        ] {
+            assert!(UsernsMode::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn bind_mounts_are_validated() {
+        assert_eq!(
+            BindMount::parse("/a:/b:ro"),
+            Ok(BindMount {
+                source: "/a".into(),
+                destination: "/b".into(),
+                writable: false
+            })
+        );
+        for bad in [
+            "/a",
+            "a:/b",
+            "/a:b",
+            "/a/../etc:/b",
+            "/a:/b/..",
+            "/a:/",
+            "/a:/b:rx",
+            "/a:/b:rw:x",
+        ] {
+            let e = BindMount::parse(bad);
+            assert!(e.is_err(), "{bad:?} accepted: {e:?}");
+        }
+        let e = Config::try_parse_from(["x", "--mount", "rel:/b"]).unwrap_err();
+        assert!(e.to_string().contains("not an absolute path"), "{e}");
+        // From the environment, comma-separated.
+        let e = Config::try_parse_from(["x", "--mount", "/a:/b,/c/../d:/e"]).unwrap_err();
+        assert!(e.to_string().contains(".."), "{e}");
+    }
+
+    #[test]
+    fn cpus_and_caps_are_validated() {
+        for bad in ["-1", "NaN", "inf", "two", "5000"] {
+            assert!(parse_cpus(bad).is_err(), "{bad:?}");
+        }
+        for bad in ["", "ALL", "cap_all", "NET RAW", "net-raw"] {
+            assert!(parse_cap(bad).is_err(), "{bad:?}");
+        }
     }
 }

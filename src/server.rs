@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::mcp::PodExecServer;
 use crate::mcp::session::{Sessions, SharedSessions};
 use crate::podman::{Endpoint, EndpointError, PodmanClient, PodmanError};
+use crate::policy::{Mode, Policy, RuleFile};
 use crate::sandbox::owner::Identity;
 use crate::sandbox::spec::SandboxTemplate;
 use crate::sandbox::{Limits, SandboxManager};
@@ -47,6 +48,9 @@ pub enum StartupError {
         /// The listen address.
         addr: SocketAddr,
     },
+    /// The command policy's rule file is unusable.
+    #[error("{0}")]
+    Policy(#[from] crate::policy::PolicyError),
     /// The audit log cannot be opened.
     #[error("cannot open the audit log {}: {source}", path.display())]
     Audit {
@@ -97,6 +101,7 @@ pub struct Server {
     sandboxes: SandboxManager,
     sessions: Arc<Sessions>,
     auth: Authenticator,
+    policy: Policy,
     audit: Option<AuditLog>,
     config: Config,
 }
@@ -121,6 +126,7 @@ impl Server {
                  anyone who reaches it can run commands on this Podman"
             );
         }
+        let policy = policy_from(&config)?;
         let audit = match &config.audit_log {
             Some(path) => {
                 Some(
@@ -164,11 +170,26 @@ impl Server {
                 });
             }
         }
+        let host = match quick.info().await {
+            Ok(h) => h,
+            Err(e) => {
+                return Err(StartupError::PodmanUnreachable {
+                    detail: unreachable_detail(&e),
+                    endpoint,
+                });
+            }
+        };
         let me = Identity::current();
         info!(
             podman = %version.version, api = %version.api_version, %endpoint,
-            image = %config.image, instance = %me.instance,
+            image = %config.image, instance = %me.instance, rootless = host.rootless,
             "connected to Podman"
+        );
+        let mut template = SandboxTemplate::from_config(&config);
+        template.adapt_to(&quick, &host, &me).await;
+        info!(
+            userns = ?template.hardening().userns(),
+            "sandbox confinement"
         );
         let limits = Limits {
             max_output: usize::try_from(config.max_output).unwrap_or(usize::MAX),
@@ -176,6 +197,12 @@ impl Server {
                 .unwrap_or(usize::MAX),
             max_sandboxes: usize::try_from(config.max_sessions).unwrap_or(usize::MAX),
         };
+        info!(
+            mode = %policy.mode(),
+            rules_file = config.security_config.as_deref().map(|p| p.display().to_string()),
+            read_only = config.read_only,
+            "command policy"
+        );
         if auth.is_open() {
             info!("authentication: none (loopback only)");
         } else {
@@ -184,14 +211,14 @@ impl Server {
                 "authentication: bearer token"
             );
         }
-        let sandboxes =
-            SandboxManager::new(podman, SandboxTemplate::from_config(&config), me, limits);
+        let sandboxes = SandboxManager::new(podman, template, me, limits);
         let sessions = Arc::new(Sessions::new(sandboxes.clone(), config.idle()));
         Ok(Server {
             listener,
             sandboxes,
             sessions,
             auth,
+            policy,
             audit,
             config,
         })
@@ -210,6 +237,7 @@ impl Server {
             sandboxes,
             sessions,
             auth,
+            policy,
             audit,
             config,
         } = self;
@@ -225,7 +253,7 @@ impl Server {
         tokio::spawn(sessions.clone().reap_idle(shutdown.child_token()));
         sandboxes.start_pool(usize::try_from(config.warm_pool).unwrap_or(0));
 
-        let shared = PodExecServer::shared(sandboxes.clone(), config.clone(), audit);
+        let shared = PodExecServer::shared(sandboxes.clone(), config.clone(), policy, audit);
         let mut http_config =
             StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
         http_config = match config.host_allowlist() {
@@ -268,6 +296,19 @@ impl Server {
         }
         info!(ms = t.elapsed().as_millis() as u64, "stopped");
     }
+}
+
+/// The command policy the configuration asks for; the rule file is read
+/// and checked now, so a bad one stops start-up with its line.
+fn policy_from(config: &Config) -> Result<Policy, StartupError> {
+    // clap admits only "strict" and "permissive".
+    let mode = config.security_mode.parse().unwrap_or(Mode::Strict);
+    let rules = config
+        .security_config
+        .as_deref()
+        .map(RuleFile::load)
+        .transpose()?;
+    Ok(Policy::new(mode, rules, config.read_only))
 }
 
 fn unreachable_detail(e: &PodmanError) -> String {

@@ -119,7 +119,9 @@ else
     log "starting podman system service on $host"
     # Detached, with every descriptor redirected: a background child that kept
     # our stdout open would make $(...) (and CI) wait forever.
-    setsid podman system service --time=0 "$host" </dev/null >"$STATE/service.log" 2>&1 &
+    # Started from $STATE: conmon writes an `oom` file into the service's
+    # working directory when a sandbox hits its memory limit.
+    (cd "$STATE" && exec setsid podman system service --time=0 "$host" </dev/null >"$STATE/service.log" 2>&1) &
     started_pid=$!
     echo "$started_pid" >"$STATE/service.pid"
     for _ in $(seq 1 100); do

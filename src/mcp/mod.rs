@@ -22,6 +22,10 @@ use tracing::debug;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::auth::Caller;
 use crate::config::Config;
+use crate::policy::Policy;
+
+/// The command policy's rule key for shell_exec.
+const POLICY_KEY: &str = "shell";
 use crate::sandbox::spec::MAX_COMMAND_BYTES;
 use crate::sandbox::{
     ExecOptions, ExecOutcome, Progress, SandboxError, SandboxKey, SandboxManager,
@@ -82,6 +86,7 @@ impl From<ExecOutcome> for ShellExecResult {
 pub struct Shared {
     sandboxes: SandboxManager,
     config: Config,
+    policy: Policy,
     audit: Option<AuditLog>,
     tool_router: ToolRouter<PodExecServer>,
 }
@@ -97,6 +102,7 @@ impl PodExecServer {
     pub fn shared(
         sandboxes: SandboxManager,
         config: Config,
+        policy: Policy,
         audit: Option<AuditLog>,
     ) -> Arc<Shared> {
         let mut tool_router = Self::tool_router();
@@ -104,6 +110,7 @@ impl PodExecServer {
         Arc::new(Shared {
             sandboxes,
             config,
+            policy,
             audit,
             tool_router,
         })
@@ -202,6 +209,13 @@ impl PodExecServer {
             call.finish(None, Finish::Error(&msg)).await;
             return Ok(tool_error(msg));
         }
+        // The guardrail; the container is the boundary.
+        if let Err(refusal) = self.shared.policy.check(POLICY_KEY, &args.command) {
+            debug!(rule = %refusal.rule, "shell_exec refused by the command policy");
+            call.finish(None, Finish::Refused(&refusal.rule, &refusal.message))
+                .await;
+            return Ok(tool_error(refusal.message));
+        }
         let sandboxes = &self.shared.sandboxes;
         let progress_token = ctx.meta.get_progress_token();
         let (progress_tx, mut progress_rx) = tokio::sync::mpsc::channel::<Progress>(2);
@@ -258,8 +272,7 @@ impl PodExecServer {
 enum Finish<'a> {
     /// The command ran to a result.
     Ran(&'a ShellExecResult),
-    /// The policy refused it: rule id.
-    #[allow(dead_code)]
+    /// The policy refused it: rule id and message.
     Refused(&'a str, &'a str),
     /// A tool error before or instead of a result.
     Error(&'a str),

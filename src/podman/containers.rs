@@ -61,6 +61,18 @@ pub struct ContainerSpec {
     /// Network namespace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub netns: Option<Namespace>,
+    /// User namespace: "private" with `idmappings`, "auto", "host".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub userns: Option<Namespace>,
+    /// uid/gid maps of the user namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idmappings: Option<IdMappings>,
+    /// Namespaced kernel parameters (`net.*`, `kernel.shm*`, ...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctl: BTreeMap<String, String>,
+    /// POSIX rlimits of the container's processes.
+    #[serde(rename = "r_limits", skip_serializing_if = "Vec::is_empty")]
+    pub rlimits: Vec<Rlimit>,
     /// Extra mounts (bind, tmpfs).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<Mount>,
@@ -116,6 +128,66 @@ pub struct Namespace {
     pub nsmode: String,
 }
 
+/// containers/storage `IDMappingOptions` (its Go field names: the struct
+/// has no JSON tags).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct IdMappings {
+    /// uid ranges.
+    #[serde(rename = "UIDMap", skip_serializing_if = "Vec::is_empty", default)]
+    pub uid_map: Vec<IdMap>,
+    /// gid ranges.
+    #[serde(rename = "GIDMap", skip_serializing_if = "Vec::is_empty", default)]
+    pub gid_map: Vec<IdMap>,
+    /// Let Podman pick a free range for this container (`--userns=auto`);
+    /// `userns` must then say "auto" too.
+    #[serde(
+        rename = "AutoUserNs",
+        skip_serializing_if = "std::ops::Not::not",
+        default
+    )]
+    pub auto_userns: bool,
+    /// Options of the automatic range.
+    #[serde(
+        rename = "AutoUserNsOpts",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub auto_userns_opts: Option<AutoUserNsOpts>,
+}
+
+/// One range of an id map.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IdMap {
+    /// First id inside.
+    pub container_id: u32,
+    /// First id on the host.
+    pub host_id: u32,
+    /// Number of ids.
+    pub size: u32,
+}
+
+/// containers/storage `AutoUserNsOptions`, the part a sandbox sets.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AutoUserNsOpts {
+    /// Exact size of the range (0: Podman's heuristics).
+    #[serde(rename = "Size")]
+    pub size: u32,
+}
+
+/// A POSIX rlimit as SpecGenerator takes it: Podman prefixes the type
+/// with `RLIMIT_` itself (4.3.1 pkg/specgen/generate/oci.go).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Rlimit {
+    /// "nofile", "nproc", ... ("RLIMIT_NOFILE" would become
+    /// RLIMIT_RLIMIT_NOFILE, which runc rejects).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Hard limit.
+    pub hard: u64,
+    /// Soft limit.
+    pub soft: u64,
+}
+
 /// An OCI mount.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Mount {
@@ -132,6 +204,20 @@ pub struct Mount {
 }
 
 impl Mount {
+    /// A bind mount of host `source` at `destination`, read-only unless
+    /// `writable`.
+    pub fn bind(source: &str, destination: &str, writable: bool) -> Self {
+        Mount {
+            destination: destination.to_owned(),
+            kind: "bind".to_owned(),
+            source: source.to_owned(),
+            options: vec![
+                "rbind".to_owned(),
+                if writable { "rw" } else { "ro" }.to_owned(),
+            ],
+        }
+    }
+
     /// A tmpfs at `destination` with the given options.
     pub fn tmpfs(destination: &str, options: &[&str]) -> Self {
         Mount {
@@ -167,6 +253,9 @@ pub struct ContainerInspect {
     /// HostConfig, kept as JSON for the same reason.
     #[serde(rename = "HostConfig", default)]
     pub host_config: serde_json::Value,
+    /// Every other top-level field (`EffectiveCaps`, `Mounts`, ...), as JSON.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ContainerInspect {

@@ -25,8 +25,9 @@ use serde::{Deserialize, de::DeserializeOwned};
 
 pub use attach::{ExecChunk, FrameDecoder, FrameError, Framing, StreamKind};
 pub use containers::{
-    ContainerInspect, ContainerSpec, ContainerState, ContainerSummary, CpuLimit, MemoryLimit,
-    Mount, Namespace, PidsLimit, RemoveReport, ResourceLimits,
+    AutoUserNsOpts, ContainerInspect, ContainerSpec, ContainerState, ContainerSummary, CpuLimit,
+    IdMap, IdMappings, MemoryLimit, Mount, Namespace, PidsLimit, RemoveReport, ResourceLimits,
+    Rlimit,
 };
 pub use endpoint::{Endpoint, EndpointError};
 pub use error::{ApiError, PodmanError};
@@ -86,6 +87,42 @@ struct VersionReply {
     kernel_version: String,
     #[serde(rename = "Components", default)]
     components: Vec<VersionComponent>,
+}
+
+/// The parts of `GET /libpod/info` this server reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostInfo {
+    /// `host.security.rootless`: Podman runs as an unprivileged user, so
+    /// its containers are user-namespaced already.
+    pub rootless: bool,
+    /// `host.ociRuntime.name`, e.g. "runc".
+    pub oci_runtime: String,
+}
+
+#[derive(Deserialize)]
+struct InfoReply {
+    #[serde(default)]
+    host: InfoHost,
+}
+
+#[derive(Deserialize, Default)]
+struct InfoHost {
+    #[serde(default)]
+    security: InfoSecurity,
+    #[serde(rename = "ociRuntime", default)]
+    oci_runtime: InfoRuntime,
+}
+
+#[derive(Deserialize, Default)]
+struct InfoSecurity {
+    #[serde(default)]
+    rootless: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct InfoRuntime {
+    #[serde(default)]
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -191,6 +228,18 @@ impl PodmanClient {
             version: reply.version,
             api_version,
             kernel_version: reply.kernel_version,
+        })
+    }
+
+    /// `GET /libpod/info`: how this Podman runs.
+    ///
+    /// # Errors
+    /// Unreachable socket or an unexpected reply.
+    pub async fn info(&self) -> Result<HostInfo, PodmanError> {
+        let reply: InfoReply = self.call_json(Method::GET, &api("/info"), None).await?;
+        Ok(HostInfo {
+            rootless: reply.host.security.rootless,
+            oci_runtime: reply.host.oci_runtime.name,
         })
     }
 

@@ -5,6 +5,7 @@
 //! handle for stateless clients later. Nothing else creates or removes a
 //! managed container.
 
+pub mod hardening;
 pub mod output;
 pub mod owner;
 pub mod run;
@@ -470,7 +471,7 @@ impl SandboxManager {
         if let SlotState::Ready(c) = prev {
             self.unreserve_live();
             let t = Instant::now();
-            match self.inner.podman.remove_container(&c.id, true).await {
+            match self.remove_retrying(&c.id).await {
                 Ok(_) => info!(
                     sandbox = %slot.tag, container = %c.name, why,
                     ms = t.elapsed().as_millis() as u64,
@@ -479,6 +480,24 @@ impl SandboxManager {
                 ),
                 Err(e) => {
                     warn!(sandbox = %slot.tag, container = %c.name, "could not remove container: {e}")
+                }
+            }
+        }
+    }
+
+    /// Force-removes a container, retrying a failed removal twice: under
+    /// load Podman 4.3 can fail one with "device or resource busy" while
+    /// the container's mounts are still being torn down.
+    async fn remove_retrying(&self, id: &str) -> Result<(), PodmanError> {
+        let mut attempt = 0;
+        loop {
+            match self.inner.podman.remove_container(id, true).await {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt >= 2 || gone(&e) => return Err(e),
+                Err(e) => {
+                    warn!(container = %id, "container removal failed, retrying: {e}");
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(300 * attempt)).await;
                 }
             }
         }
@@ -522,9 +541,7 @@ impl SandboxManager {
             .await
         {
             Ok(list) => {
-                let removes = list
-                    .iter()
-                    .map(|c| self.inner.podman.remove_container(&c.id, true));
+                let removes = list.iter().map(|c| self.remove_retrying(&c.id));
                 futures::future::join_all(removes).await;
             }
             Err(e) => warn!("shutdown sweep: cannot list containers: {e}"),

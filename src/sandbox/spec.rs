@@ -1,9 +1,15 @@
 //! Turns the server's configuration into a session container's spec and a
 //! command into an exec.
 
-use crate::config::Config;
-use crate::podman::{ContainerSpec, ExecConfig, MemoryLimit, Namespace, PidsLimit, ResourceLimits};
+use tracing::warn;
 
+use crate::config::{Config, DEFAULT_USERNS, UsernsMode};
+use crate::podman::{
+    ContainerSpec, ExecConfig, HostInfo, MemoryLimit, Namespace, PidsLimit, PodmanClient,
+    ResourceLimits,
+};
+
+use super::hardening::Hardening;
 use super::owner::{Identity, labels};
 
 /// What every sandbox container gets, decided once at start-up.
@@ -13,6 +19,7 @@ pub struct SandboxTemplate {
     network_none: bool,
     memory: u64,
     pids: u32,
+    hardening: Hardening,
 }
 
 impl SandboxTemplate {
@@ -23,6 +30,47 @@ impl SandboxTemplate {
             network_none: c.network == "none",
             memory: c.memory,
             pids: c.pids_limit,
+            hardening: Hardening::from_config(c),
+        }
+        .with_read_only_mode(c.read_only)
+    }
+
+    /// Read-only mode: a read-only root, every bind mount read-only, and
+    /// only tmpfs scratch (/tmp, /work), whatever the configuration says.
+    pub fn with_read_only_mode(mut self, on: bool) -> Self {
+        self.hardening.set_read_only_mode(on);
+        self
+    }
+
+    /// The confinement settings.
+    pub fn hardening(&self) -> &Hardening {
+        &self.hardening
+    }
+
+    /// Adapts to the Podman found at start-up: no uid mapping under
+    /// rootless Podman; and when `auto` was asked for, a probe create (the
+    /// container is removed at once, never started) checks that Podman has
+    /// subordinate ids for it. Without them, sandboxes fall back to the
+    /// default fixed mapping, with a warning: still not host root.
+    pub async fn adapt_to(&mut self, podman: &PodmanClient, host: &HostInfo, me: &Identity) {
+        self.hardening.adapt_to(host);
+        if self.hardening.userns() != Some(UsernsMode::Auto) {
+            return;
+        }
+        let name = format!("pod-exec-probe-{}", crate::random_hex(6));
+        let spec = self.spec(&name, &crate::random_hex(6), "probe", me);
+        match podman.create_container(&spec).await {
+            Ok(id) => {
+                let _ = podman.remove_container(&id, true).await;
+            }
+            Err(e) => {
+                warn!(
+                    "POD_EXEC_USERNS=auto is not available on this Podman ({e}); \
+                     it needs /etc/subuid and /etc/subgid entries for user `containers`. \
+                     Falling back to {DEFAULT_USERNS}"
+                );
+                self.hardening.set_userns(Some(UsernsMode::default_map()));
+            }
         }
     }
 
@@ -32,8 +80,8 @@ impl SandboxTemplate {
     }
 
     /// A spec for one sandbox: the image's shell kept alive by `sleep` under
-    /// an init (which reaps orphans a command leaves behind), no new
-    /// privileges, limits, and the ownership labels.
+    /// an init (which reaps orphans a command leaves behind), the
+    /// confinement of [`Hardening`], limits, and the ownership labels.
     pub fn spec(&self, name: &str, tag: &str, kind: &str, me: &Identity) -> ContainerSpec {
         let mut spec = ContainerSpec {
             name: Some(name.to_owned()),
@@ -69,6 +117,7 @@ impl SandboxTemplate {
                 cpu: None,
             });
         }
+        self.hardening.apply(&mut spec);
         spec
     }
 }
@@ -133,11 +182,13 @@ while [ $n -lt 50 ]; do
 done
 echo survivors"#;
 
-/// The exec that kills a call's processes (as root, untagged).
+/// The exec that kills a call's processes (untagged), as the sandbox's
+/// user, the one the call ran as: root (uid 0) unless POD_EXEC_USER says
+/// otherwise. Not as root then: with capabilities trimmed, root cannot read
+/// another user's /proc/N/environ (that takes CAP_SYS_PTRACE), so it would
+/// find none of the call's processes.
 pub fn killer(token: &str) -> ExecConfig {
-    let mut cfg = ExecConfig::command(["/bin/sh", "-c", KILLER, "pod-exec-kill", token]);
-    cfg.user = Some("0".into());
-    cfg
+    ExecConfig::command(["/bin/sh", "-c", KILLER, "pod-exec-kill", token])
 }
 
 #[cfg(test)]
