@@ -64,6 +64,18 @@ async fn instance_of(podman: &PodmanClient, hostname: &str) -> String {
         .unwrap_or_else(|| panic!("no managed container with hostname {hostname}"))
 }
 
+/// Waits (10 s at most) until container `id` no longer runs.
+async fn wait_exited(podman: &PodmanClient, id: &str, what: &str) {
+    wait_for(Duration::from_secs(10), what, || async {
+        podman
+            .inspect_container(id)
+            .await
+            .map(|i| !i.state.running)
+            .unwrap_or(true)
+    })
+    .await;
+}
+
 /// The token the containerized server requires.
 const TOKEN: &str = "server-container-token-4c2a81f0";
 
@@ -138,18 +150,7 @@ async fn server_in_a_container_with_the_host_socket_mounted() {
         .expect("create");
     let open = ContainerGuard::new(open, podman.endpoint().clone());
     podman.start_container(&open.id).await.expect("start");
-    wait_for(
-        Duration::from_secs(10),
-        "the tokenless server container exits",
-        || async {
-            podman
-                .inspect_container(&open.id)
-                .await
-                .map(|i| !i.state.running)
-                .unwrap_or(true)
-        },
-    )
-    .await;
+    wait_exited(&podman, &open.id, "the tokenless server container exits").await;
     let info = podman.inspect_container(&open.id).await.expect("inspect");
     assert_ne!(info.state.exit_code, 0, "a tokenless server exited 0");
     let (_, stderr) = podman.container_logs(&open.id).await.expect("logs");
@@ -209,18 +210,7 @@ async fn server_in_a_container_with_the_host_socket_mounted() {
         .kill_container(&server.id, "TERM")
         .await
         .expect("SIGTERM");
-    wait_for(
-        Duration::from_secs(10),
-        "the server container exits",
-        || async {
-            podman
-                .inspect_container(&server.id)
-                .await
-                .map(|i| !i.state.running)
-                .unwrap_or(true)
-        },
-    )
-    .await;
+    wait_exited(&podman, &server.id, "the server container exits").await;
     let info = podman.inspect_container(&server.id).await.expect("inspect");
     assert_eq!(info.state.exit_code, 0, "clean exit");
     assert_eq!(of_instance().await, 0, "its session container is gone");
