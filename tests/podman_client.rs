@@ -323,3 +323,38 @@ async fn tcp_endpoint_works_end_to_end() {
     assert_eq!(text(&r, StreamKind::Stderr), "err\n");
     assert_eq!(r.exit_code, 4);
 }
+
+/// A duplex exec: stdin bytes reach the process as they are written, its
+/// output comes back framed, and a write half-close is its EOF. With the
+/// detach keys moved to ctrl-^, ctrl-p and ctrl-q arriving as separate
+/// writes no longer cut the connection.
+#[tokio::test]
+async fn duplex_exec_carries_stdin_and_half_close() {
+    let client = live_podman().await;
+    let guard = sandbox(&client, "duplex").await;
+    let mut cfg = ExecConfig::command(["/bin/sh", "-c", "cat; echo eof-seen"]);
+    cfg.attach_stdin = true;
+    cfg.detach_keys = Some("ctrl-^".into());
+    let exec = client.create_exec(&guard.id, &cfg).await.expect("create");
+    let (mut r, mut w) = client.start_exec_duplex(&exec).await.expect("start");
+    let mut got = Vec::new();
+    for piece in [&b"hello\n"[..], b"\x10", b"\x11", b"world\n"] {
+        w.write_all(piece).await.expect("write");
+        // Not a wait for a condition: the pause makes Podman's stdin copy
+        // see each piece as a read of its own, the case that trips the
+        // default detach keys.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    w.shutdown().await.expect("half-close");
+    let read = async {
+        while let Some(chunk) = r.next_chunk().await {
+            got.extend_from_slice(&chunk.expect("chunk").data);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("EOF after the half-close");
+    assert_eq!(got, b"hello\n\x10\x11world\neof-seen\n");
+    let info = client.inspect_exec(&exec).await.expect("inspect");
+    assert_eq!(info.exit_code, 0);
+}

@@ -41,6 +41,11 @@ pub struct ExecConfig {
     /// Attach stderr (true by default via [`ExecConfig::command`]).
     #[serde(rename = "AttachStderr")]
     pub attach_stderr: bool,
+    /// Detach key sequence Podman's stdin copy watches for (`ctrl-p,ctrl-q`
+    /// when unset; an empty string is ignored on exec create). A stdin
+    /// carrying only printable text plus `\n` never matches `ctrl-^`.
+    #[serde(rename = "DetachKeys", skip_serializing_if = "Option::is_none")]
+    pub detach_keys: Option<String>,
 }
 
 impl ExecConfig {
@@ -239,8 +244,9 @@ impl PodmanClient {
         })
     }
 
-    /// Opens a fresh HTTP/1 connection outside the pool.
-    async fn dedicated_connection(
+    /// Opens a fresh HTTP/1 connection outside the pool (upgradable: a
+    /// bidirectional exec turns it into a raw socket).
+    pub(super) async fn dedicated_connection(
         &self,
     ) -> Result<
         (
@@ -262,7 +268,7 @@ impl PodmanClient {
                 let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                     .await
                     .map_err(handshake_err)?;
-                Ok((s, Box::pin(c)))
+                Ok((s, Box::pin(c.with_upgrades())))
             }
             Endpoint::Tcp { authority } => {
                 let stream = tokio::net::TcpStream::connect(authority.as_str())
@@ -272,11 +278,11 @@ impl PodmanClient {
                 let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                     .await
                     .map_err(handshake_err)?;
-                Ok((s, Box::pin(c)))
+                Ok((s, Box::pin(c.with_upgrades())))
             }
         }
     }
 }
 
-type BoxConn =
+pub(super) type BoxConn =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), hyper::Error>> + Send>>;

@@ -7,6 +7,7 @@
 
 pub mod attach;
 mod containers;
+mod duplex;
 mod endpoint;
 pub mod error;
 mod exec;
@@ -29,6 +30,7 @@ pub use containers::{
     IdMap, IdMappings, MemoryLimit, Mount, Namespace, PidsLimit, RemoveReport, ResourceLimits,
     Rlimit,
 };
+pub use duplex::{DuplexReader, DuplexWriter};
 pub use endpoint::{Endpoint, EndpointError};
 pub use error::{ApiError, PodmanError};
 pub use exec::{ExecConfig, ExecInspect, ExecStream};

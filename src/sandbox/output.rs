@@ -83,39 +83,111 @@ impl OutputBuffer {
         line.chars().take(max_chars).collect()
     }
 
-    /// Renders the output: everything when nothing was dropped, else head,
-    /// a marker line, and tail. Cuts never split a UTF-8 character.
+    /// Renders the output: see [`render_parts`].
     pub fn render(self) -> RenderedOutput {
-        let kept = (self.head.len() + self.tail.len()) as u64;
-        let omitted = self.total - kept;
         let tail: Vec<u8> = self.tail.into_iter().collect();
-        if omitted == 0 {
-            let mut all = self.head;
-            all.extend_from_slice(&tail);
+        render_parts(&self.head, &tail, self.total)
+    }
+}
+
+/// What the rendered output may cost once encoded in a tool result: it is
+/// sent twice (`structuredContent` and the text copy, where every escape
+/// is escaped again), and the official Python SDK refuses a server-sent
+/// event over 1 MiB.
+pub const ENCODED_BUDGET: usize = 768 * 1024;
+
+/// Renders `head` and `tail`, the kept ends of `total` bytes of output:
+/// everything when nothing was dropped, else head, a marker line, and tail.
+/// Cuts never split a UTF-8 character; invalid UTF-8 and control
+/// characters other than newline, tab and carriage return become U+FFFD
+/// (a NUL would cost 6 bytes in JSON and 7 in the text copy); and when the
+/// result would cost more than [`ENCODED_BUDGET`] encoded, head and tail
+/// are cut further.
+pub fn render_parts(head: &[u8], tail: &[u8], total: u64) -> RenderedOutput {
+    let kept = (head.len() + tail.len()) as u64;
+    if kept >= total {
+        let mut all = head.to_vec();
+        all.extend_from_slice(tail);
+        let text = visible(&String::from_utf8_lossy(&all));
+        if encoded_cost(&text) <= ENCODED_BUDGET {
             return RenderedOutput {
-                text: String::from_utf8_lossy(&all).into_owned(),
+                text,
                 truncated: false,
-                total_bytes: self.total,
+                total_bytes: total,
             };
         }
-        let head = trim_incomplete_end(&self.head);
-        let tail = trim_incomplete_start(&tail);
-        let omitted = self.total - (head.len() + tail.len()) as u64;
-        let mut text = String::from_utf8_lossy(head).into_owned();
-        if !text.ends_with('\n') {
-            text.push('\n');
-        }
-        text.push_str(&format!(
-            "[... {omitted} bytes of output omitted; {} bytes in all ...]\n",
-            self.total
-        ));
-        text.push_str(&String::from_utf8_lossy(tail));
-        RenderedOutput {
-            text,
-            truncated: true,
-            total_bytes: self.total,
+    }
+    let head = visible(&String::from_utf8_lossy(trim_incomplete_end(head)));
+    let tail = visible(&String::from_utf8_lossy(trim_incomplete_start(tail)));
+    // Half the budget each, less room for the marker.
+    let half = ENCODED_BUDGET / 2 - 256;
+    let head = prefix_within(&head, half);
+    let tail = suffix_within(&tail, half);
+    let omitted = total.saturating_sub((head.len() + tail.len()) as u64);
+    let mut text = head.to_owned();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "[... {omitted} bytes of output omitted; {total} bytes in all ...]\n"
+    ));
+    text.push_str(tail);
+    RenderedOutput {
+        text,
+        truncated: true,
+        total_bytes: total,
+    }
+}
+
+/// Replaces control characters a terminal would not show as text.
+fn visible(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() && !matches!(c, '\n' | '\t' | '\r') {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Bytes `c` costs in a tool result: once JSON-escaped in
+/// `structuredContent`, and in the text copy, the JSON of that escaped again.
+fn char_cost(c: char) -> usize {
+    match c {
+        '"' | '\\' => 2 + 4,
+        '\n' | '\r' | '\t' => 2 + 3,
+        c => 2 * c.len_utf8(),
+    }
+}
+
+fn encoded_cost(s: &str) -> usize {
+    s.chars().map(char_cost).sum()
+}
+
+/// The longest prefix of `s` costing at most `budget`.
+fn prefix_within(s: &str, budget: usize) -> &str {
+    let mut cost = 0;
+    for (i, c) in s.char_indices() {
+        cost += char_cost(c);
+        if cost > budget {
+            return &s[..i];
         }
     }
+    s
+}
+
+/// The longest suffix of `s` costing at most `budget`.
+fn suffix_within(s: &str, budget: usize) -> &str {
+    let mut cost = 0;
+    for (i, c) in s.char_indices().rev() {
+        cost += char_cost(c);
+        if cost > budget {
+            return &s[i + c.len_utf8()..];
+        }
+    }
+    s
 }
 
 /// Drops a multi-byte character cut off at the end.
@@ -192,6 +264,53 @@ mod tests {
         let mut b = OutputBuffer::new(100);
         b.push(&[b'a', 0xff, b'b']);
         assert_eq!(b.render().text, "a\u{FFFD}b");
+    }
+
+    #[test]
+    fn control_characters_are_replaced() {
+        let mut b = OutputBuffer::new(100);
+        b.push(b"a\0b\x1b[1mc\td\r\n");
+        assert_eq!(b.render().text, "a\u{FFFD}b\u{FFFD}[1mc\td\r\n");
+    }
+
+    #[test]
+    fn encoded_cost_stays_within_the_budget() {
+        // 1 MiB kept of quotes: 6 MiB once encoded twice, far over.
+        let quotes = vec![b'"'; 1 << 20];
+        let r = render_parts(&quotes, &quotes, 3 << 20);
+        assert!(r.truncated);
+        assert!(
+            encoded_cost(&r.text) <= ENCODED_BUDGET,
+            "{}",
+            encoded_cost(&r.text)
+        );
+        assert!(
+            r.text
+                .contains("bytes of output omitted; 3145728 bytes in all")
+        );
+        // Nothing dropped but too costly: cut and marked.
+        let zeros = vec![0u8; 500_000];
+        let r = render_parts(&zeros, &[], 500_000);
+        assert!(r.truncated && encoded_cost(&r.text) <= ENCODED_BUDGET);
+        // Within budget: untouched.
+        let r = render_parts(b"ok\n", b"", 3);
+        assert_eq!(r.text, "ok\n");
+        assert!(!r.truncated);
+        // The real encoding agrees with the estimate.
+        let v = serde_json::json!({"output": r.text});
+        let once = v.to_string();
+        let twice = serde_json::Value::String(once.clone()).to_string();
+        assert!(once.len() + twice.len() <= 2 * encoded_cost(&r.text) + 64);
+    }
+
+    proptest! {
+        #[test]
+        fn estimate_bounds_the_real_encoding(s in ".{0,200}") {
+            let text = visible(&s);
+            let once = serde_json::Value::String(text.clone()).to_string();
+            let twice = serde_json::Value::String(once.clone()).to_string();
+            prop_assert!(once.len() + twice.len() <= encoded_cost(&text) + 8);
+        }
     }
 
     #[test]
