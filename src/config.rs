@@ -68,6 +68,18 @@ pub struct Config {
     #[arg(long, env = "POD_EXEC_MAX_CONCURRENT_PER_SESSION", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub max_concurrent_per_session: u64,
 
+    /// Calls of one session that may wait (first come, first served) when
+    /// POD_EXEC_MAX_CONCURRENT_PER_SESSION already run; more are refused.
+    #[arg(long, env = "POD_EXEC_MAX_QUEUED_PER_SESSION", default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=4096))]
+    pub max_queued_per_session: u64,
+
+    /// The resident executor: "on" runs calls through one long-lived agent
+    /// per sandbox (about a millisecond a call); "off" runs one libpod exec
+    /// per call (about 85 ms). With "on", a Podman or image where the agent
+    /// cannot run falls back to "off", said once in the log.
+    #[arg(long, env = "POD_EXEC_EXECUTOR", default_value = "on", value_parser = ["on", "off"])]
+    pub executor: String,
+
     /// Output kept per call, in characters: longer output keeps its head and
     /// its tail with a marker between them.
     #[arg(long, env = "POD_EXEC_MAX_OUTPUT", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(200..=100_000_000))]
@@ -491,6 +503,8 @@ mod tests {
             "POD_EXEC_TIMEOUT",
             "POD_EXEC_MAX_TIMEOUT",
             "POD_EXEC_MAX_CONCURRENT_PER_SESSION",
+            "POD_EXEC_MAX_QUEUED_PER_SESSION",
+            "POD_EXEC_EXECUTOR",
             "POD_EXEC_CPUS",
             "POD_EXEC_NOFILE",
             "POD_EXEC_CAP_ADD",

@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod executor;
 pub mod mcp;
 pub mod podman;
 pub mod policy;

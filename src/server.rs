@@ -187,6 +187,7 @@ impl Server {
         );
         let mut template = SandboxTemplate::from_config(&config);
         template.adapt_to(&quick, &host, &me).await;
+        let template = template.with_executor_image(executor_image(&podman, &config).await);
         info!(
             userns = ?template.hardening().userns(),
             "sandbox confinement"
@@ -196,6 +197,8 @@ impl Server {
             max_calls_per_sandbox: usize::try_from(config.max_concurrent_per_session)
                 .unwrap_or(usize::MAX),
             max_sandboxes: usize::try_from(config.max_sessions).unwrap_or(usize::MAX),
+            max_queued_per_sandbox: usize::try_from(config.max_queued_per_session)
+                .unwrap_or(usize::MAX),
         };
         info!(
             mode = %policy.mode(),
@@ -295,6 +298,30 @@ impl Server {
             warn!("shutdown did not finish within {SHUTDOWN_BUDGET:?}");
         }
         info!(ms = t.elapsed().as_millis() as u64, "stopped");
+    }
+}
+
+/// The executor's image in this Podman (built on first use), or `None`
+/// for one exec per call: when configured off, when this build has no
+/// agent, or when the image cannot be built (said once, here).
+async fn executor_image(podman: &PodmanClient, config: &Config) -> Option<String> {
+    if config.executor != "on" {
+        info!("executor off (POD_EXEC_EXECUTOR=off): one exec per call");
+        return None;
+    }
+    if !crate::executor::AGENT_AVAILABLE {
+        warn!("this build has no executor agent: one exec per call");
+        return None;
+    }
+    match crate::executor::image::ensure_image(podman, crate::executor::AGENT).await {
+        Ok(image) => {
+            info!(%image, "executor on");
+            Some(image)
+        }
+        Err(e) => {
+            warn!("cannot provide the executor image ({e}): one exec per call");
+            None
+        }
     }
 }
 

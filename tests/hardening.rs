@@ -375,6 +375,7 @@ async fn read_only_mode_forces_read_only_everything() {
             max_output: 10_000,
             max_calls_per_sandbox: 2,
             max_sandboxes: 4,
+            max_queued_per_sandbox: 0,
         },
     );
     let key = SandboxKey::Session(unique("rom"));

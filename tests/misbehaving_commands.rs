@@ -263,27 +263,59 @@ async fn progress_notifications_while_a_command_runs() {
 #[tokio::test]
 async fn concurrent_calls_in_one_session_and_the_limit() {
     let _podman = live_podman().await;
-    let srv = server::start(&[("POD_EXEC_MAX_CONCURRENT_PER_SESSION", "8")]);
+    let srv = server::start(&[
+        ("POD_EXEC_MAX_CONCURRENT_PER_SESSION", "8"),
+        ("POD_EXEC_MAX_QUEUED_PER_SESSION", "1"),
+    ]);
     let client = connect(&srv.url).await;
     run(&client, "true").await; // the container exists
     let t = Instant::now();
     let eight = futures::future::join_all((0..8).map(|_| call(&client, "sleep 2; echo done")));
-    let ninth = async {
-        // Once the eight are running, a ninth is refused at once.
+    let more = async {
+        // Once the eight are running, a ninth waits its turn and a tenth,
+        // with the one-place queue full, is refused at once.
         tokio::time::sleep(Duration::from_millis(700)).await;
-        call(&client, "echo ninth").await
+        let ninth = call(&client, "echo ninth");
+        let tenth = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let t = Instant::now();
+            (call(&client, "echo tenth").await, t.elapsed())
+        };
+        tokio::join!(ninth, tenth)
     };
-    let (results, ninth) = tokio::join!(eight, ninth);
+    let (results, (ninth, (tenth, tenth_took))) = tokio::join!(eight, more);
     let took = t.elapsed();
     for r in &results {
         assert_eq!(parse(r).output, "done\n");
     }
     assert!(took < Duration::from_secs(4), "8 x sleep 2 took {took:?}");
-    let msg = error_text(&ninth);
-    assert!(msg.contains("limit") && msg.contains('8'), "{msg}");
+    assert_eq!(parse(&ninth).output, "ninth\n", "the queued call ran");
+    let msg = error_text(&tenth);
+    assert!(
+        msg.contains("POD_EXEC_MAX_QUEUED_PER_SESSION") && msg.contains('8'),
+        "{msg}"
+    );
+    assert!(tenth_took < Duration::from_secs(1), "refused at once: {tenth_took:?}");
     eprintln!("8 concurrent sleep 2: {took:?}");
     // Afterwards there is room again.
     assert_eq!(run(&client, "echo again").await.output, "again\n");
+    client.cancel().await.expect("close");
+}
+
+/// 20 calls at once in one session (more than may run at once): all are
+/// answered, none refused.
+#[tokio::test]
+async fn twenty_concurrent_calls_all_succeed() {
+    let _podman = live_podman().await;
+    let srv = server::start(&[]);
+    let client = connect(&srv.url).await;
+    let commands: Vec<String> = (0..20)
+        .map(|i| format!("sleep 0.3; echo call-{i}"))
+        .collect();
+    let results = futures::future::join_all(commands.iter().map(|c| call(&client, c))).await;
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(parse(r).output, format!("call-{i}\n"));
+    }
     client.cancel().await.expect("close");
 }
 

@@ -240,6 +240,30 @@ async fn python_low_level(venv: &str, major: &str) {
     );
 }
 
+/// Outputs that cost a lot once encoded (a million NULs; 1 GiB of random
+/// bytes) reach the SDK as normal, truncated results: every event stays
+/// under its 1 MiB limit.
+async fn python_big_output(venv: &str) {
+    let _podman = common::live_podman().await;
+    let python = installed(&format!("{venv}/bin/python"));
+    let server = common::server::start(&[]);
+    let run = run_client(&server, &python, &["py_client.py", "--big-output", &server.url]).await;
+    run.assert_success(&server);
+    let summary = json_line(&run);
+    eprintln!("{summary}");
+    assert_eq!(summary["ok"], true, "{summary}");
+}
+
+#[tokio::test]
+async fn python_sdk_1x_gets_big_outputs() {
+    python_big_output(".venv-mcp1").await;
+}
+
+#[tokio::test]
+async fn python_sdk_2x_gets_big_outputs() {
+    python_big_output(".venv-mcp2").await;
+}
+
 #[tokio::test]
 async fn python_sdk_1x_low_level_client() {
     python_low_level(".venv-mcp1", "1").await;

@@ -73,6 +73,9 @@ pub struct ContainerSpec {
     /// POSIX rlimits of the container's processes.
     #[serde(rename = "r_limits", skip_serializing_if = "Vec::is_empty")]
     pub rlimits: Vec<Rlimit>,
+    /// Images mounted into the container (read-only unless `rw`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub image_volumes: Vec<ImageVolume>,
     /// Extra mounts (bind, tmpfs).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<Mount>,
@@ -201,6 +204,17 @@ pub struct Mount {
     /// Options ("rw", "size=64m", "mode=1777", ...).
     #[serde(default)]
     pub options: Vec<String>,
+}
+
+/// An image mounted as a volume (SpecGenerator `image_volumes`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImageVolume {
+    /// The image.
+    pub source: String,
+    /// Path in the container.
+    pub destination: String,
+    /// Writable (changes are discarded with the container).
+    pub rw: bool,
 }
 
 impl Mount {

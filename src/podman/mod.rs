@@ -27,7 +27,7 @@ use serde::{Deserialize, de::DeserializeOwned};
 pub use attach::{ExecChunk, FrameDecoder, FrameError, Framing, StreamKind};
 pub use containers::{
     AutoUserNsOpts, ContainerInspect, ContainerSpec, ContainerState, ContainerSummary, CpuLimit,
-    IdMap, IdMappings, MemoryLimit, Mount, Namespace, PidsLimit, RemoveReport, ResourceLimits,
+    IdMap, IdMappings, ImageVolume, MemoryLimit, Mount, Namespace, PidsLimit, RemoveReport, ResourceLimits,
     Rlimit,
 };
 pub use duplex::{DuplexReader, DuplexWriter};

@@ -6,6 +6,7 @@
 //! managed container.
 
 pub mod hardening;
+mod agent_run;
 pub mod output;
 pub mod owner;
 pub mod run;
@@ -13,7 +14,7 @@ pub mod spec;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -22,7 +23,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::executor::client::{ExecutorConn, ExecutorError};
+use crate::executor::image::AGENT_PATH;
 use crate::podman::{PodmanClient, PodmanError};
+use agent_run::AgentFailure;
 pub use run::{ExecOptions, ExecOutcome, Progress};
 
 use owner::{Identity, Liveness, labels};
@@ -74,12 +78,24 @@ pub enum SandboxError {
     /// The server is stopping.
     #[error("the server is shutting down")]
     ShuttingDown,
-    /// Too many calls of one session at once.
+    /// Too many calls of one session at once, and the queue is full.
     #[error(
-        "this session already runs {0} calls at once, the limit \
-         (POD_EXEC_MAX_CONCURRENT_PER_SESSION); wait for one to finish and call again"
+        "this session already runs {0} calls at once and has {1} waiting, the limits \
+         (POD_EXEC_MAX_CONCURRENT_PER_SESSION, POD_EXEC_MAX_QUEUED_PER_SESSION); wait for \
+         one to finish and call again"
     )]
-    Busy(usize),
+    Busy(usize, usize),
+    /// The executor died with the call in flight (the command killed it,
+    /// e.g. `kill -9 -1`, or stopped the container).
+    #[error(
+        "the command stopped the sandbox's executor (e.g. `kill -9 -1` or `pkill`); what it \
+         started was killed. The sandbox and its files remain: the next call starts a fresh \
+         executor"
+    )]
+    ExecutorDied,
+    /// The executor could not start the command.
+    #[error("the sandbox could not start the command: {0}")]
+    Refused(String),
     /// The server runs as many sandboxes as it may.
     #[error(
         "the server already runs {0} sandboxes, its limit (POD_EXEC_MAX_SESSIONS); end an \
@@ -92,6 +108,19 @@ pub enum SandboxError {
 struct Container {
     id: String,
     name: String,
+    /// The resident executor's connection, started on first use and
+    /// restarted when it died.
+    executor: AsyncMutex<Option<Arc<ExecutorConn>>>,
+}
+
+impl Container {
+    fn new(id: String, name: String) -> Self {
+        Container {
+            id,
+            name,
+            executor: AsyncMutex::new(None),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -111,6 +140,8 @@ struct Slot {
     state: AsyncMutex<SlotState>,
     /// Calls running now; bounded per session.
     calls: Arc<Semaphore>,
+    /// Calls waiting for a place in `calls`; bounded too.
+    queued: AtomicUsize,
 }
 
 /// Per-call and per-sandbox bounds.
@@ -122,6 +153,8 @@ pub struct Limits {
     pub max_calls_per_sandbox: usize,
     /// Sandboxes with a container at once (POD_EXEC_MAX_SESSIONS).
     pub max_sandboxes: usize,
+    /// Calls of one sandbox that may wait for a free place.
+    pub max_queued_per_sandbox: usize,
 }
 
 /// Owns every sandbox container of this server instance. Cheap to clone.
@@ -138,6 +171,10 @@ struct Inner {
     max_output: usize,
     max_calls: usize,
     max_sandboxes: usize,
+    max_queued: usize,
+    /// The executor is used (it exists in the template and has not been
+    /// found unable to run here).
+    executor_on: AtomicBool,
     /// Slots holding a container, or creating one: bounded by
     /// `max_sandboxes`.
     live: AtomicUsize,
@@ -167,6 +204,7 @@ impl SandboxManager {
         me: Identity,
         limits: Limits,
     ) -> Self {
+        let executor_on = template.has_executor();
         SandboxManager {
             inner: Arc::new(Inner {
                 podman,
@@ -175,6 +213,8 @@ impl SandboxManager {
                 max_output: limits.max_output,
                 max_calls: limits.max_calls_per_sandbox.max(1),
                 max_sandboxes: limits.max_sandboxes.max(1),
+                max_queued: limits.max_queued_per_sandbox,
+                executor_on: AtomicBool::new(executor_on),
                 live: AtomicUsize::new(0),
                 slots: Mutex::new(Slots::default()),
                 pool: Mutex::new(None),
@@ -214,13 +254,31 @@ impl SandboxManager {
         opts: ExecOptions,
     ) -> Result<ExecOutcome, SandboxError> {
         let slot = self.lookup(key)?;
-        // Refused, not queued: a queue would grow without bound.
-        let _permit = slot
-            .calls
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| SandboxError::Busy(self.inner.max_calls))?;
+        let _permit = self.place(&slot, &opts).await?;
         let container = self.ensure(&slot).await?;
+        if self.inner.executor_on.load(Ordering::Relaxed) {
+            match self.executor_for(&container).await {
+                Ok(conn) => {
+                    let result = self.exec_via_agent(key, &container, &conn, command, opts).await;
+                    return result.map(|outcome| ExecOutcome {
+                        sandbox: slot.tag.clone(),
+                        ..outcome
+                    });
+                }
+                Err(ExecutorError::Podman(e)) if gone(&e) => {
+                    self.forget(key, &container).await;
+                    return Err(SandboxError::Gone);
+                }
+                Err(ExecutorError::Podman(e)) => return Err(SandboxError::Exec(e)),
+                Err(e) => {
+                    // The agent cannot run here (another architecture, a
+                    // noexec mount...): one exec per call from now on.
+                    if self.inner.executor_on.swap(false, Ordering::Relaxed) {
+                        warn!("the executor cannot run in this sandbox ({e}); falling back to one exec per call");
+                    }
+                }
+            }
+        }
         let result = run::run_call(
             &self.inner.podman,
             &container.id,
@@ -239,6 +297,105 @@ impl SandboxManager {
                 Err(SandboxError::Gone)
             }
             Err(e) => Err(SandboxError::Exec(e)),
+        }
+    }
+
+    /// A place among the sandbox's running calls: at once if one is free,
+    /// else after the calls ahead of it (first come, first served), unless
+    /// the queue is full or the call is cancelled while it waits.
+    async fn place(
+        &self,
+        slot: &Slot,
+        opts: &ExecOptions,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, SandboxError> {
+        if let Ok(p) = slot.calls.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let max = self.inner.max_queued;
+        if slot
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return Err(SandboxError::Busy(self.inner.max_calls, max));
+        }
+        let waited = tokio::select! {
+            p = slot.calls.clone().acquire_owned() => p.map_err(|_| SandboxError::Closed),
+            _ = opts.cancel.cancelled() => Err(SandboxError::Closed),
+        };
+        slot.queued.fetch_sub(1, Ordering::AcqRel);
+        waited
+    }
+
+    /// The container's executor, (re)started when it is not running: a
+    /// command may have killed it, or stopped the whole container (`kill -9
+    /// -1` ends its init too), which is then started again with its files.
+    async fn executor_for(&self, c: &Container) -> Result<Arc<ExecutorConn>, ExecutorError> {
+        let mut slot = c.executor.lock().await;
+        if let Some(conn) = &*slot {
+            if !conn.is_closed() {
+                return Ok(conn.clone());
+            }
+        }
+        let podman = &self.inner.podman;
+        if slot.is_some() {
+            let info = podman.inspect_container(&c.id).await?;
+            if !info.state.running {
+                info!(container = %c.name, "restarting the stopped sandbox container");
+                podman.start_container(&c.id).await?;
+            }
+        }
+        let conn = ExecutorConn::start(podman, &c.id, AGENT_PATH, self.inner.max_output).await?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn exec_via_agent(
+        &self,
+        key: &SandboxKey,
+        c: &Container,
+        conn: &Arc<ExecutorConn>,
+        command: &str,
+        opts: ExecOptions,
+    ) -> Result<ExecOutcome, SandboxError> {
+        let podman = &self.inner.podman;
+        match agent_run::run_call(conn, command, self.inner.max_output, opts).await {
+            Ok(outcome) => Ok(outcome),
+            Err(AgentFailure::Refused(m)) => Err(SandboxError::Refused(m)),
+            Err(AgentFailure::Died { token }) => {
+                match podman.inspect_container(&c.id).await {
+                    Err(e) if gone(&e) => {
+                        self.forget(key, c).await;
+                        Err(SandboxError::Gone)
+                    }
+                    Ok(info) if info.state.running => {
+                        // The agent died but the container runs: what the
+                        // call started may still run.
+                        let _ = run::kill(podman, &c.id, &token).await;
+                        Err(SandboxError::ExecutorDied)
+                    }
+                    _ => Err(SandboxError::ExecutorDied),
+                }
+            }
+            Err(AgentFailure::Unresponsive { token, cancelled }) => {
+                // The agent missed the deadline by a wide margin: it is
+                // not trusted with later calls.
+                warn!(container = %c.name, "the executor did not answer by the deadline; restarting it");
+                conn.close().await;
+                let how = run::kill(podman, &c.id, &token).await;
+                Ok(ExecOutcome {
+                    output: output::render_parts(&[], &[], 0),
+                    retval: match how.as_deref() {
+                        Ok("none" | "term") => run::RETVAL_TERM,
+                        _ => run::RETVAL_KILL,
+                    },
+                    timed_out: !cancelled,
+                    cancelled,
+                    sandbox: String::new(),
+                })
+            }
         }
     }
 
@@ -296,6 +453,7 @@ impl SandboxManager {
                         opened: Instant::now(),
                         state: AsyncMutex::new(SlotState::Empty),
                         calls: Arc::new(Semaphore::new(self.inner.max_calls)),
+                        queued: AtomicUsize::new(0),
                     })
                 })
                 .clone(),
@@ -377,7 +535,7 @@ impl SandboxManager {
             return Err(SandboxError::Create(e));
         }
         info!(sandbox = tag, container = %name, ms = t.elapsed().as_millis() as u64, "container created");
-        Ok(Container { id, name })
+        Ok(Container::new(id, name))
     }
 
     /// Keeps `size` started containers ready so a new session's first call
@@ -629,6 +787,7 @@ mod tests {
                 max_output: 1000,
                 max_calls_per_sandbox: 2,
                 max_sandboxes: 1,
+                max_queued_per_sandbox: 0,
             },
         )
     }

@@ -190,7 +190,12 @@ async fn drain(stream: &mut crate::podman::ExecStream, out: &mut OutputBuffer) {
 
 /// Kills every process tagged with `token` in container `id`; returns what
 /// the kill script reported ("none", "term", "kill", "survivors").
-async fn kill(podman: &PodmanClient, id: &str, token: &str) -> Result<String, PodmanError> {
+/// Kills every process tagged `token` in container `id` with a separate
+/// exec; says "none", "term", "kill" or "survivors".
+///
+/// # Errors
+/// Podman failed or the kill took longer than its limit.
+pub async fn kill(podman: &PodmanClient, id: &str, token: &str) -> Result<String, PodmanError> {
     let cfg = spec::killer(token);
     match timeout(KILL_LIMIT, collect(podman, id, &cfg)).await {
         Ok(r) => r.map(|s| s.trim().to_owned()),

@@ -20,6 +20,8 @@ pub struct SandboxTemplate {
     memory: u64,
     pids: u32,
     hardening: Hardening,
+    /// The executor's image, mounted into every sandbox when set.
+    executor_image: Option<String>,
 }
 
 impl SandboxTemplate {
@@ -31,6 +33,7 @@ impl SandboxTemplate {
             memory: c.memory,
             pids: c.pids_limit,
             hardening: Hardening::from_config(c),
+            executor_image: None,
         }
         .with_read_only_mode(c.read_only)
     }
@@ -40,6 +43,17 @@ impl SandboxTemplate {
     pub fn with_read_only_mode(mut self, on: bool) -> Self {
         self.hardening.set_read_only_mode(on);
         self
+    }
+
+    /// Mounts the executor's image (read-only) into every sandbox.
+    pub fn with_executor_image(mut self, image: Option<String>) -> Self {
+        self.executor_image = image;
+        self
+    }
+
+    /// Whether sandboxes get the executor.
+    pub fn has_executor(&self) -> bool {
+        self.executor_image.is_some()
     }
 
     /// The confinement settings.
@@ -91,6 +105,10 @@ impl SandboxTemplate {
             no_new_privileges: Some(true),
             ..Default::default()
         };
+        if let Some(image) = &self.executor_image {
+            spec.image_volumes
+                .push(crate::executor::image::volume(image));
+        }
         spec.labels.insert(labels::MANAGED.into(), "true".into());
         spec.labels
             .insert(labels::INSTANCE.into(), me.instance.clone());

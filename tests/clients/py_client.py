@@ -3,6 +3,7 @@
 
 Usage: py_client.py URL
        py_client.py --stateless URL   (mcp 2.x only: the high-level Client)
+       py_client.py --big-output URL  (outputs costly to encode: NULs, 1 GiB)
 
 Works with whichever `mcp` is installed in the running interpreter:
   1.x: mcp.client.streamable_http.streamablehttp_client + ClientSession
@@ -236,6 +237,25 @@ async def run(url: str) -> dict[str, Any]:
     return summary
 
 
+async def run_big_output(url: str) -> dict[str, Any]:
+    """Outputs that are costly to encode still arrive as normal results."""
+    summary: dict[str, Any] = {"ok": False, "mcp_version": MCP_VERSION}
+    async with transport(url, HTTP_LOG) as streams:
+        async with ClientSession(streams[0], streams[1]) as session:
+            await session.initialize()
+            for command, total in [
+                ("head -c 1000000 /dev/zero", 1000000),
+                ("head -c 1G /dev/urandom", 1 << 30),
+            ]:
+                sc = await call_ok(session, command)
+                check(sc.get("truncated") is True, f"{command}: not truncated: {sc.keys()}")
+                check(sc.get("total_bytes") == total, f"{command}: total_bytes {sc.get('total_bytes')}")
+                check(sc["retval"] == 0, f"{command}: retval {sc['retval']}")
+                summary[command] = len(sc["output"])
+    summary["ok"] = True
+    return summary
+
+
 async def run_stateless(url: str) -> dict[str, Any]:
     check(MAJOR >= 2, f"--stateless needs mcp 2.x, this is {MCP_VERSION}")
     from mcp.client.client import Client
@@ -264,14 +284,15 @@ async def run_stateless(url: str) -> dict[str, Any]:
 
 def main() -> int:
     args = sys.argv[1:]
-    stateless = args[:1] == ["--stateless"]
-    if stateless:
+    mode = "session"
+    if args[:1] in (["--stateless"], ["--big-output"]):
+        mode = args[0][2:]
         args = args[1:]
     if len(args) != 1:
-        print("usage: py_client.py [--stateless] URL", file=sys.stderr)
+        print("usage: py_client.py [--stateless | --big-output] URL", file=sys.stderr)
         return 2
     try:
-        summary = anyio.run(_with_timeout, args[0], stateless)
+        summary = anyio.run(_with_timeout, args[0], mode)
     except Failure as e:
         print(f"py_client.py (mcp {MCP_VERSION}): FAILED: {e}", file=sys.stderr)
         print(f"http exchanges: {HTTP_LOG.exchanges}", file=sys.stderr)
@@ -288,9 +309,10 @@ def main() -> int:
     return 0
 
 
-async def _with_timeout(url: str, stateless: bool) -> dict[str, Any]:
+async def _with_timeout(url: str, mode: str) -> dict[str, Any]:
+    runner = {"stateless": run_stateless, "big-output": run_big_output}.get(mode, run)
     with anyio.fail_after(OVERALL_TIMEOUT_S):
-        return await (run_stateless(url) if stateless else run(url))
+        return await runner(url)
 
 
 if __name__ == "__main__":
