@@ -5,6 +5,8 @@
 //! - [`config`]: the only reader of flags and environment.
 //! - [`podman`]: the typed libpod client (no sessions, no MCP): endpoint
 //!   parsing, containers, exec with its stream decoder, images.
+//! - [`executor`]: the in-sandbox agent (embedded static binary) and its
+//!   wire protocol, shared with the server side.
 //! - [`sandbox`]: `SandboxManager`, the sole owner of container lifetimes,
 //!   keyed by session (or, later, handle); bounded output; owner labels.
 //! - [`mcp`]: the `ServerHandler` and its tools; the session manager that
