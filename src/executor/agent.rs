@@ -103,6 +103,13 @@ const KILL_LIMIT: Duration = Duration::from_secs(5);
 /// How long stdin EOF waits for in-flight calls to be killed and answered.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(15);
 
+/// How long an ended call still counts when attributing orphans; the
+/// scanner sees every new process within `SCAN_EVERY` while calls run.
+const RECENT_FOR: Duration = Duration::from_secs(10);
+/// Linux reports process start times in USER_HZ ticks, 100 on every
+/// architecture's ABI.
+const TICKS_PER_SEC: f64 = 100.0;
+
 const RETVAL_TERM: i32 = 124;
 const RETVAL_KILL: i32 = 137;
 
@@ -143,6 +150,12 @@ struct Agent {
     /// Running calls' descendant sets, updated by the scanner thread.
     tracks: Mutex<Vec<Arc<Track>>>,
     tracks_cv: Condvar,
+    /// Calls that ended lately, with when: an orphan started while one of
+    /// them ran is not adopted by another call (see `adopt_orphans`).
+    recent: Mutex<Vec<(Instant, Arc<Track>)>>,
+    /// Orphans (pid, start) already judged, so each is judged once, when
+    /// first seen reparented to the agent.
+    judged: Mutex<HashSet<(i32, u64)>>,
 }
 
 impl Agent {
@@ -182,6 +195,8 @@ pub fn main() -> i32 {
         calls_cv: Condvar::new(),
         tracks: Mutex::new(Vec::new()),
         tracks_cv: Condvar::new(),
+        recent: Mutex::new(Vec::new()),
+        judged: Mutex::new(HashSet::new()),
     });
     let a = agent.clone();
     if spawn_thread("reaper", move || reaper(&a)).is_err() {
@@ -460,6 +475,10 @@ fn run_call(agent: &Arc<Agent>, call: Call, tx: mpsc::Sender<Ev>, rx: mpsc::Rece
 
 fn untrack(agent: &Agent, track: &Arc<Track>) {
     lock(&agent.tracks).retain(|t| !Arc::ptr_eq(t, track));
+    *lock(&track.end) = Some(now_ticks());
+    let mut recent = lock(&agent.recent);
+    recent.retain(|(at, _)| at.elapsed() < RECENT_FOR);
+    recent.push((Instant::now(), track.clone()));
 }
 
 /// As a shell reports it: the exit code, or 128 + the signal.
@@ -889,18 +908,24 @@ struct Track {
     sid: i32,
     needle: Vec<u8>,
     set: Mutex<HashMap<i32, u64>>,
+    /// The shell's start, and the call's end, in ticks since boot.
+    start: u64,
+    end: Mutex<Option<u64>>,
 }
 
 impl Track {
     fn new(shell: i32, token: &str) -> Self {
         let mut set = HashMap::new();
-        if let Some(p) = read_stat(shell) {
-            set.insert(shell, p.start);
-        }
+        // A shell that is already gone has no descendants to find by
+        // start time: `now` is as good a lower bound as any.
+        let start = read_stat(shell).map_or_else(now_ticks, |p| p.start);
+        set.insert(shell, start);
         Track {
             sid: shell,
             needle: format!("{CALL_ENV}={token}").into_bytes(),
             set: Mutex::new(set),
+            start,
+            end: Mutex::new(None),
         }
     }
 
@@ -939,6 +964,57 @@ impl Track {
     }
 }
 
+/// Ticks since boot now (from /proc/uptime), rounded up.
+fn now_ticks() -> u64 {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split(' ').next()?.parse::<f64>().ok())
+        .map_or(u64::MAX, |secs| (secs * TICKS_PER_SEC).ceil() as u64 + 1)
+}
+
+/// Gives a running call the orphans only start time can tie to it: a
+/// process reparented to the agent (its parent died before any scan saw
+/// it, e.g. `(setsid env -i daemon &)`), in no call's set, not a call's
+/// shell, and started while that call, and no other, was running (ended
+/// calls count for `RECENT_FOR`). Ambiguous orphans are left alone: killing
+/// another call's process would be worse than missing one.
+fn adopt_orphans(agent: &Agent, procs: &[Proc]) {
+    let running: Vec<Arc<Track>> = lock(&agent.tracks).clone();
+    if running.is_empty() {
+        return;
+    }
+    let recent: Vec<Arc<Track>> = lock(&agent.recent)
+        .iter()
+        .filter(|(at, _)| at.elapsed() < RECENT_FOR)
+        .map(|(_, t)| t.clone())
+        .collect();
+    let all: Vec<&Arc<Track>> = running.iter().chain(recent.iter()).collect();
+    let live: HashSet<(i32, u64)> = procs.iter().map(|p| (p.pid, p.start)).collect();
+    let mut judged = lock(&agent.judged);
+    judged.retain(|k| live.contains(k));
+    for p in procs.iter().filter(|p| p.ppid == agent.pid) {
+        if !judged.insert((p.pid, p.start)) {
+            continue;
+        }
+        // Shells are registered under this lock at fork: a shell in
+        // `procs` is in the map by the time the lock is ours.
+        if lock(&agent.reap).waiters.contains_key(&p.pid) {
+            continue;
+        }
+        if all.iter().any(|t| lock(&t.set).contains_key(&p.pid)) {
+            continue;
+        }
+        let mut cands = all
+            .iter()
+            .filter(|t| t.start <= p.start && lock(&t.end).is_none_or(|end| p.start <= end));
+        if let (Some(t), None) = (cands.next(), cands.next()) {
+            if running.iter().any(|r| Arc::ptr_eq(r, t)) {
+                lock(&t.set).insert(p.pid, p.start);
+            }
+        }
+    }
+}
+
 /// Every `SCAN_EVERY` while calls run, records their new descendants;
 /// sleeps while none runs.
 fn scanner(agent: &Agent) {
@@ -951,12 +1027,21 @@ fn scanner(agent: &Agent) {
             t.clone()
         };
         let procs = scan_procs(agent.pid);
+        adopt_orphans(agent, &procs);
         for t in &tracks {
             t.update(&procs, false);
         }
         drop(tracks);
         std::thread::sleep(SCAN_EVERY);
     }
+}
+
+/// The call's live processes now, after adopting orphans and reading
+/// environments.
+fn scan_for(agent: &Agent, track: &Track) -> Vec<Proc> {
+    let procs = scan_procs(agent.pid);
+    adopt_orphans(agent, &procs);
+    track.update(&procs, true)
 }
 
 fn signal_all(ps: &[Proc], sig: c_int, self_pid: i32) {
@@ -983,7 +1068,7 @@ fn kill_tree(agent: &Agent, track: &Track) -> i32 {
     let t0 = Instant::now();
     let mut termed: HashSet<(i32, u64)> = HashSet::new();
     loop {
-        let ours = track.update(&scan_procs(me), true);
+        let ours = scan_for(agent, track);
         if ours.is_empty() {
             return RETVAL_TERM;
         }
@@ -999,7 +1084,7 @@ fn kill_tree(agent: &Agent, track: &Track) -> i32 {
     }
     let stop_until = Instant::now() + STOP_LIMIT;
     loop {
-        let ours = track.update(&scan_procs(me), true);
+        let ours = scan_for(agent, track);
         if ours.is_empty() {
             // Gone before any SIGKILL: the SIGTERM did it, late.
             return RETVAL_TERM;
@@ -1016,7 +1101,7 @@ fn kill_tree(agent: &Agent, track: &Track) -> i32 {
     }
     let kill_until = Instant::now() + KILL_LIMIT;
     loop {
-        let ours = track.update(&scan_procs(me), true);
+        let ours = scan_for(agent, track);
         if ours.is_empty() || Instant::now() >= kill_until {
             return RETVAL_KILL;
         }
