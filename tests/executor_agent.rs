@@ -702,3 +702,33 @@ fn a_timeout_spares_other_calls_daemons() {
     }
     assert_eq!(left.len(), 2, "a daemon of another call was killed");
 }
+
+#[test]
+fn a_background_job_holding_the_pipe_does_not_hold_the_call() {
+    let mut a = Agent::start();
+    let dir = std::env::temp_dir().join(format!("pod-exec-yes-{}", token()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pidfile = dir.join("pid");
+    let t = Instant::now();
+    // A job that never stops writing: the drain is capped.
+    a.run_with(
+        1,
+        &format!("yes & echo $! > {}; echo fg-done", pidfile.display()),
+        10_000,
+        1000,
+        false,
+    );
+    let d = a.done(1, Duration::from_secs(5));
+    let took = t.elapsed();
+    if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+        let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(d.retval, 0);
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    // A job that is quiet: the call ends after a short quiet.
+    let t = Instant::now();
+    let d = a.run(2, "echo out; (sleep 2; echo late) &");
+    assert_eq!(d.output(), "out\n");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+}

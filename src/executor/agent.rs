@@ -20,7 +20,7 @@ use std::io::{Read, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,14 @@ mod sys {
         pub fn syscall(n: c_long, ...) -> c_long;
         pub fn memfd_create(name: *const c_char, flags: c_uint) -> c_int;
         pub fn __errno_location() -> *mut c_int;
+        pub fn poll(fds: *mut PollFd, nfds: std::ffi::c_ulong, timeout: c_int) -> c_int;
+    }
+
+    #[repr(C)]
+    pub struct PollFd {
+        pub fd: c_int,
+        pub events: std::ffi::c_short,
+        pub revents: std::ffi::c_short,
     }
 }
 
@@ -60,6 +68,7 @@ const PR_SET_CHILD_SUBREAPER: c_int = 36;
 const O_CLOEXEC: c_int = 0o2_000_000;
 const F_SETFD: c_int = 2;
 const MFD_CLOEXEC: c_uint = 1;
+const POLLIN: std::ffi::c_short = 1;
 const SIGKILL: c_int = 9;
 const SIGPIPE: c_int = 13;
 const SIGTERM: c_int = 15;
@@ -92,6 +101,11 @@ const LONG_COMMAND_FD: c_int = 9;
 /// quiet, at most `DRAIN_MAX`.
 const DRAIN_QUIET: Duration = Duration::from_millis(50);
 const DRAIN_MAX: Duration = Duration::from_millis(300);
+/// How often a running call's reader wakes to see whether a drain began.
+const READER_WAKE: Duration = Duration::from_millis(20);
+/// Longest wait for a reader to finish its drain (it polls with timeouts,
+/// so only a badly starved reader takes long).
+const DRAIN_WAIT_LIMIT: Duration = Duration::from_secs(10);
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// How often running calls' descendants are looked up in /proc.
 const SCAN_EVERY: Duration = Duration::from_millis(100);
@@ -383,14 +397,21 @@ fn run_call(agent: &Arc<Agent>, call: Call, tx: mpsc::Sender<Ev>, rx: mpsc::Rece
         .max_output
         .min(u64::from(protocol::MAX_PAYLOAD) - protocol::DONE_FIXED_LEN as u64)
         as usize;
-    let (pid, pipe) = match spawn_shell(agent, &call.command, &call.token, tx) {
-        Ok(x) => x,
-        Err(msg) => return agent.error(id, msg),
-    };
-    let started = Instant::now();
-    let track = Arc::new(Track::new(pid, &call.token));
+    // Registered before the fork: an orphan of this call may be judged
+    // (see `adopt_orphans`) before `spawn_shell` returns, and must then
+    // see this call as a candidate.
+    let track = Arc::new(Track::new(&call.token));
     lock(&agent.tracks).push(track.clone());
     agent.tracks_cv.notify_all();
+    let (pid, pipe) = match spawn_shell(agent, &call.command, &call.token, tx) {
+        Ok(x) => x,
+        Err(msg) => {
+            untrack(agent, &track);
+            return agent.error(id, msg);
+        }
+    };
+    track.set_shell(pid);
+    let started = Instant::now();
     agent.send(&Frame::Started {
         id,
         pid: pid as u32,
@@ -456,7 +477,7 @@ fn run_call(agent: &Arc<Agent>, call: Call, tx: mpsc::Sender<Ev>, rx: mpsc::Rece
         }
     };
     untrack(agent, &track);
-    drain(&output, Instant::now());
+    drain(&output);
     // From here on the reader discards: background jobs keep their pipe.
     output.detached.store(true, Ordering::Relaxed);
     let buf = std::mem::replace(&mut lock(&output.st).buf, OutBuf::new(0));
@@ -475,7 +496,7 @@ fn run_call(agent: &Arc<Agent>, call: Call, tx: mpsc::Sender<Ev>, rx: mpsc::Rece
 
 fn untrack(agent: &Agent, track: &Arc<Track>) {
     lock(&agent.tracks).retain(|t| !Arc::ptr_eq(t, track));
-    *lock(&track.end) = Some(now_ticks());
+    *lock(&track.end) = Some(now_ticks(true));
     let mut recent = lock(&agent.recent);
     recent.retain(|(at, _)| at.elapsed() < RECENT_FOR);
     recent.push((Instant::now(), track.clone()));
@@ -491,19 +512,24 @@ fn shell_retval(status: c_int) -> i32 {
     }
 }
 
-/// Waits for the pipe's EOF, `DRAIN_QUIET` without data, or `DRAIN_MAX`.
-fn drain(output: &Output, since: Instant) {
+/// Asks the reader to drain (the shell is gone) and waits until it has:
+/// the pipe's EOF, `DRAIN_QUIET` without data, or `DRAIN_MAX`. The reader
+/// judges the quiet itself, with poll on the pipe: from here, a reader
+/// that is merely slow to be scheduled would look like a quiet pipe and
+/// lose the call's last output.
+fn drain(output: &Output) {
     let mut st = lock(&output.st);
-    loop {
+    st.drain_since = Some(Instant::now());
+    // A reader starved for this long is a sick sandbox: answer anyway.
+    let until = Instant::now() + DRAIN_WAIT_LIMIT;
+    while !st.drained {
         let now = Instant::now();
-        let quiet_from = st.last_data.max(since);
-        if st.eof || now >= since + DRAIN_MAX || now >= quiet_from + DRAIN_QUIET {
+        if now >= until {
             return;
         }
-        let wait = (since + DRAIN_MAX).min(quiet_from + DRAIN_QUIET) - now;
         st = output
             .cv
-            .wait_timeout(st, wait)
+            .wait_timeout(st, until - now)
             .unwrap_or_else(|e| e.into_inner())
             .0;
     }
@@ -511,8 +537,10 @@ fn drain(output: &Output, since: Instant) {
 
 struct OutState {
     buf: OutBuf,
-    last_data: Instant,
-    eof: bool,
+    /// When the call asked for the drain (its shell exited or was killed).
+    drain_since: Option<Instant>,
+    /// The drain is over: the call may answer.
+    drained: bool,
 }
 
 struct Output {
@@ -526,37 +554,82 @@ impl Output {
         Output {
             st: Mutex::new(OutState {
                 buf: OutBuf::new(cap),
-                last_data: Instant::now(),
-                eof: false,
+                drain_since: None,
+                drained: false,
             }),
             cv: Condvar::new(),
             detached: AtomicBool::new(false),
         }
     }
+
+    fn set_drained(&self) {
+        lock(&self.st).drained = true;
+        self.cv.notify_all();
+    }
+}
+
+/// Whether `fd` is readable (data, EOF or error) within `timeout`;
+/// `None` if poll failed (EINTR).
+fn poll_in(fd: RawFd, timeout: Duration) -> Option<bool> {
+    let mut p = sys::PollFd {
+        fd,
+        events: POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as c_int;
+    // SAFETY: one valid pollfd.
+    match unsafe { sys::poll(&mut p, 1, ms) } {
+        r if r < 0 => None,
+        r => Some(r > 0),
+    }
 }
 
 /// Reads the call's pipe until EOF: into the buffer while the call runs,
-/// then into nothing, so background jobs can keep writing.
+/// then into nothing, so background jobs can keep writing. Until the drain
+/// is over it polls, to notice the drain request and to time the quiet.
 fn read_pipe(mut pipe: File, output: &Output) {
+    let fd = pipe.as_raw_fd();
     let mut buf = vec![0u8; 64 * 1024];
+    let mut drained = false;
     loop {
+        let mut since = None;
+        if !drained {
+            since = lock(&output.st).drain_since;
+            let timeout = match since {
+                None => READER_WAKE,
+                Some(s) => DRAIN_MAX.saturating_sub(s.elapsed()).min(DRAIN_QUIET),
+            };
+            match poll_in(fd, timeout) {
+                None => continue,
+                Some(true) => {}
+                Some(false) => {
+                    // Quiet for DRAIN_QUIET, or at DRAIN_MAX with nothing
+                    // buffered.
+                    if since.is_some() {
+                        drained = true;
+                        output.set_drained();
+                    }
+                    continue;
+                }
+            }
+        }
         let n = match pipe.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        if output.detached.load(Ordering::Relaxed) {
-            continue;
+        if !output.detached.load(Ordering::Relaxed) {
+            lock(&output.st).buf.push(&buf[..n]);
         }
-        let mut st = lock(&output.st);
-        st.buf.push(&buf[..n]);
-        st.last_data = Instant::now();
-        drop(st);
-        output.cv.notify_all();
+        // Past DRAIN_MAX, one read has taken what a default pipe buffer
+        // holds: a job that never stops writing does not hold the call.
+        if !drained && since.is_some_and(|s| s.elapsed() >= DRAIN_MAX) {
+            drained = true;
+            output.set_drained();
+        }
     }
-    lock(&output.st).eof = true;
-    output.cv.notify_all();
+    output.set_drained();
 }
 
 /// A call's output, bounded: the first `cap/2` bytes and the last
@@ -905,27 +978,32 @@ fn has_env(pid: i32, needle: &[u8]) -> bool {
 /// the descendants seen so far (pid → start time), which keeps processes
 /// that left the session and cleared their environment attributable.
 struct Track {
-    sid: i32,
+    /// The shell's pid (= its session id); -1, matching nothing, until
+    /// the fork.
+    sid: AtomicI32,
     needle: Vec<u8>,
     set: Mutex<HashMap<i32, u64>>,
-    /// The shell's start, and the call's end, in ticks since boot.
+    /// Lower bound of the shell's start (taken before the fork), and the
+    /// call's end, in ticks since boot.
     start: u64,
     end: Mutex<Option<u64>>,
 }
 
 impl Track {
-    fn new(shell: i32, token: &str) -> Self {
-        let mut set = HashMap::new();
-        // A shell that is already gone has no descendants to find by
-        // start time: `now` is as good a lower bound as any.
-        let start = read_stat(shell).map_or_else(now_ticks, |p| p.start);
-        set.insert(shell, start);
+    fn new(token: &str) -> Self {
         Track {
-            sid: shell,
+            sid: AtomicI32::new(-1),
             needle: format!("{CALL_ENV}={token}").into_bytes(),
-            set: Mutex::new(set),
-            start,
+            set: Mutex::new(HashMap::new()),
+            start: now_ticks(false),
             end: Mutex::new(None),
+        }
+    }
+
+    fn set_shell(&self, pid: i32) {
+        self.sid.store(pid, Ordering::Relaxed);
+        if let Some(p) = read_stat(pid) {
+            lock(&self.set).insert(pid, p.start);
         }
     }
 
@@ -933,6 +1011,7 @@ impl Track {
     /// call's live processes. `env` also reads each candidate's environ
     /// (costly; done when killing).
     fn update(&self, procs: &[Proc], env: bool) -> Vec<Proc> {
+        let sid = self.sid.load(Ordering::Relaxed);
         let mut set = lock(&self.set);
         // Drop the dead, so a reused pid is not taken for ours.
         let live: HashMap<i32, u64> = procs.iter().map(|p| (p.pid, p.start)).collect();
@@ -947,7 +1026,7 @@ impl Track {
                 if set.contains_key(&p.pid) {
                     continue;
                 }
-                let ours = p.sid == self.sid
+                let ours = p.sid == sid
                     || set.contains_key(&p.ppid)
                     || (env && passes == 1 && has_env(p.pid, &self.needle));
                 if ours {
@@ -964,12 +1043,19 @@ impl Track {
     }
 }
 
-/// Ticks since boot now (from /proc/uptime), rounded up.
-fn now_ticks() -> u64 {
-    std::fs::read_to_string("/proc/uptime")
+/// Ticks since boot now (from /proc/uptime, which has 10 ms steps): an
+/// upper bound if `up`, else a lower one. Unreadable: 0 or MAX, the
+/// widest window, so orphans are more often ambiguous and left alone.
+fn now_ticks(up: bool) -> u64 {
+    let secs = std::fs::read_to_string("/proc/uptime")
         .ok()
-        .and_then(|s| s.split(' ').next()?.parse::<f64>().ok())
-        .map_or(u64::MAX, |secs| (secs * TICKS_PER_SEC).ceil() as u64 + 1)
+        .and_then(|s| s.split(' ').next()?.parse::<f64>().ok());
+    match (secs, up) {
+        (Some(s), true) => (s * TICKS_PER_SEC).ceil() as u64 + 1,
+        (Some(s), false) => ((s * TICKS_PER_SEC).floor() as u64).saturating_sub(1),
+        (None, true) => u64::MAX,
+        (None, false) => 0,
+    }
 }
 
 /// Gives a running call the orphans only start time can tie to it: a
