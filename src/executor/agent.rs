@@ -185,7 +185,9 @@ impl Agent {
     }
 }
 
-/// Runs the agent until stdin closes; returns the exit code.
+/// Runs the agent until stdin closes; returns the exit code. It takes
+/// over fds 0 and 1 and makes the process a child subreaper: for the agent
+/// binary only, never the server's process.
 pub fn main() -> i32 {
     // SAFETY: plain syscalls with integer arguments.
     unsafe {
