@@ -48,9 +48,12 @@ fn main() {
 fn build(bin: &Path) -> Result<Vec<u8>, String> {
     let target = std::env::var("TARGET").map_err(|e| format!("TARGET: {e}"))?;
     // crt-static on the gnu target links a static-pie binary (libc6-dev
-    // ships libc.a); musl cannot be installed on these machines.
-    if !target.ends_with("-unknown-linux-gnu") {
-        return Err(format!("target {target} is not *-unknown-linux-gnu"));
+    // ships libc.a); musl (static by default) cannot be installed on these
+    // machines but is taken where it is.
+    if !(target.ends_with("-unknown-linux-gnu") || target.ends_with("-unknown-linux-musl")) {
+        return Err(format!(
+            "target {target} is not *-unknown-linux-gnu or -musl"
+        ));
     }
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let tmp = bin.with_extension("tmp");

@@ -655,3 +655,80 @@ fn a_duplicate_call_id_is_refused() {
     }
     assert_eq!(a.done(1, Duration::from_secs(5)).output(), "first\n");
 }
+
+#[test]
+fn timeout_kills_a_double_forked_daemon_with_a_cleared_environment() {
+    // The subshell exits at once, so the daemon is reparented to the agent
+    // (its subreaper) before any scan can see its parent: only its start
+    // time ties it to this call.
+    let mut a = Agent::start();
+    a.run_with(
+        1,
+        "(setsid env -i sleep 1000.765 &); sleep 1000.765",
+        1000,
+        4096,
+        false,
+    );
+    let d = a.done(1, Duration::from_secs(10));
+    assert!(d.timed_out);
+    let gone = eventually(Duration::from_secs(3), || {
+        pids_with_cmdline(&["sleep", "1000.765"]).is_empty()
+    });
+    let left = pids_with_cmdline(&["sleep", "1000.765"]);
+    for p in &left {
+        let _ = Command::new("kill").arg("-9").arg(p.to_string()).status();
+    }
+    assert!(gone, "left behind: {left:?}");
+}
+
+#[test]
+fn a_timeout_spares_other_calls_daemons() {
+    let mut a = Agent::start();
+    // A finished call's detached daemon, and one of a call running beside
+    // the one that times out: neither belongs to the timed-out call.
+    a.run(1, "(setsid env -i sleep 1000.877 &); echo one");
+    a.run_with(2, "sleep 3", 1000, 4096, false);
+    a.started(2);
+    a.run(3, "(setsid env -i sleep 1000.878 &); echo three");
+    let d = a.done(2, Duration::from_secs(10));
+    assert!(d.timed_out);
+    std::thread::sleep(Duration::from_millis(200));
+    let left: Vec<u32> = ["1000.877", "1000.878"]
+        .iter()
+        .flat_map(|t| pids_with_cmdline(&["sleep", t]))
+        .collect();
+    for p in &left {
+        let _ = Command::new("kill").arg("-9").arg(p.to_string()).status();
+    }
+    assert_eq!(left.len(), 2, "a daemon of another call was killed");
+}
+
+#[test]
+fn a_background_job_holding_the_pipe_does_not_hold_the_call() {
+    let mut a = Agent::start();
+    let dir = std::env::temp_dir().join(format!("pod-exec-yes-{}", token()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pidfile = dir.join("pid");
+    let t = Instant::now();
+    // A job that never stops writing: the drain is capped.
+    a.run_with(
+        1,
+        &format!("yes & echo $! > {}; echo fg-done", pidfile.display()),
+        10_000,
+        1000,
+        false,
+    );
+    let d = a.done(1, Duration::from_secs(5));
+    let took = t.elapsed();
+    if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+        let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(d.retval, 0);
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    // A job that is quiet: the call ends after a short quiet.
+    let t = Instant::now();
+    let d = a.run(2, "echo out; (sleep 2; echo late) &");
+    assert_eq!(d.output(), "out\n");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+}

@@ -20,7 +20,7 @@ use std::io::{Read, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,14 @@ mod sys {
         pub fn syscall(n: c_long, ...) -> c_long;
         pub fn memfd_create(name: *const c_char, flags: c_uint) -> c_int;
         pub fn __errno_location() -> *mut c_int;
+        pub fn poll(fds: *mut PollFd, nfds: std::ffi::c_ulong, timeout: c_int) -> c_int;
+    }
+
+    #[repr(C)]
+    pub struct PollFd {
+        pub fd: c_int,
+        pub events: std::ffi::c_short,
+        pub revents: std::ffi::c_short,
     }
 }
 
@@ -60,6 +68,7 @@ const PR_SET_CHILD_SUBREAPER: c_int = 36;
 const O_CLOEXEC: c_int = 0o2_000_000;
 const F_SETFD: c_int = 2;
 const MFD_CLOEXEC: c_uint = 1;
+const POLLIN: std::ffi::c_short = 1;
 const SIGKILL: c_int = 9;
 const SIGPIPE: c_int = 13;
 const SIGTERM: c_int = 15;
@@ -92,6 +101,11 @@ const LONG_COMMAND_FD: c_int = 9;
 /// quiet, at most `DRAIN_MAX`.
 const DRAIN_QUIET: Duration = Duration::from_millis(50);
 const DRAIN_MAX: Duration = Duration::from_millis(300);
+/// How often a running call's reader wakes to see whether a drain began.
+const READER_WAKE: Duration = Duration::from_millis(20);
+/// Longest wait for a reader to finish its drain (it polls with timeouts,
+/// so only a badly starved reader takes long).
+const DRAIN_WAIT_LIMIT: Duration = Duration::from_secs(10);
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// How often running calls' descendants are looked up in /proc.
 const SCAN_EVERY: Duration = Duration::from_millis(100);
@@ -102,6 +116,13 @@ const STOP_LIMIT: Duration = Duration::from_secs(2);
 const KILL_LIMIT: Duration = Duration::from_secs(5);
 /// How long stdin EOF waits for in-flight calls to be killed and answered.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(15);
+
+/// How long an ended call still counts when attributing orphans; the
+/// scanner sees every new process within `SCAN_EVERY` while calls run.
+const RECENT_FOR: Duration = Duration::from_secs(10);
+/// Linux reports process start times in USER_HZ ticks, 100 on every
+/// architecture's ABI.
+const TICKS_PER_SEC: f64 = 100.0;
 
 const RETVAL_TERM: i32 = 124;
 const RETVAL_KILL: i32 = 137;
@@ -143,6 +164,12 @@ struct Agent {
     /// Running calls' descendant sets, updated by the scanner thread.
     tracks: Mutex<Vec<Arc<Track>>>,
     tracks_cv: Condvar,
+    /// Calls that ended lately, with when: an orphan started while one of
+    /// them ran is not adopted by another call (see `adopt_orphans`).
+    recent: Mutex<Vec<(Instant, Arc<Track>)>>,
+    /// Orphans (pid, start) already judged, so each is judged once, when
+    /// first seen reparented to the agent.
+    judged: Mutex<HashSet<(i32, u64)>>,
 }
 
 impl Agent {
@@ -158,7 +185,9 @@ impl Agent {
     }
 }
 
-/// Runs the agent until stdin closes; returns the exit code.
+/// Runs the agent until stdin closes; returns the exit code. It takes
+/// over fds 0 and 1 and makes the process a child subreaper: for the agent
+/// binary only, never the server's process.
 pub fn main() -> i32 {
     // SAFETY: plain syscalls with integer arguments.
     unsafe {
@@ -182,6 +211,8 @@ pub fn main() -> i32 {
         calls_cv: Condvar::new(),
         tracks: Mutex::new(Vec::new()),
         tracks_cv: Condvar::new(),
+        recent: Mutex::new(Vec::new()),
+        judged: Mutex::new(HashSet::new()),
     });
     let a = agent.clone();
     if spawn_thread("reaper", move || reaper(&a)).is_err() {
@@ -368,14 +399,21 @@ fn run_call(agent: &Arc<Agent>, call: Call, tx: mpsc::Sender<Ev>, rx: mpsc::Rece
         .max_output
         .min(u64::from(protocol::MAX_PAYLOAD) - protocol::DONE_FIXED_LEN as u64)
         as usize;
-    let (pid, pipe) = match spawn_shell(agent, &call.command, &call.token, tx) {
-        Ok(x) => x,
-        Err(msg) => return agent.error(id, msg),
-    };
-    let started = Instant::now();
-    let track = Arc::new(Track::new(pid, &call.token));
+    // Registered before the fork: an orphan of this call may be judged
+    // (see `adopt_orphans`) before `spawn_shell` returns, and must then
+    // see this call as a candidate.
+    let track = Arc::new(Track::new(&call.token));
     lock(&agent.tracks).push(track.clone());
     agent.tracks_cv.notify_all();
+    let (pid, pipe) = match spawn_shell(agent, &call.command, &call.token, tx) {
+        Ok(x) => x,
+        Err(msg) => {
+            untrack(agent, &track);
+            return agent.error(id, msg);
+        }
+    };
+    track.set_shell(pid);
+    let started = Instant::now();
     agent.send(&Frame::Started {
         id,
         pid: pid as u32,
@@ -441,7 +479,7 @@ fn run_call(agent: &Arc<Agent>, call: Call, tx: mpsc::Sender<Ev>, rx: mpsc::Rece
         }
     };
     untrack(agent, &track);
-    drain(&output, Instant::now());
+    drain(&output);
     // From here on the reader discards: background jobs keep their pipe.
     output.detached.store(true, Ordering::Relaxed);
     let buf = std::mem::replace(&mut lock(&output.st).buf, OutBuf::new(0));
@@ -460,6 +498,10 @@ fn run_call(agent: &Arc<Agent>, call: Call, tx: mpsc::Sender<Ev>, rx: mpsc::Rece
 
 fn untrack(agent: &Agent, track: &Arc<Track>) {
     lock(&agent.tracks).retain(|t| !Arc::ptr_eq(t, track));
+    *lock(&track.end) = Some(now_ticks(true));
+    let mut recent = lock(&agent.recent);
+    recent.retain(|(at, _)| at.elapsed() < RECENT_FOR);
+    recent.push((Instant::now(), track.clone()));
 }
 
 /// As a shell reports it: the exit code, or 128 + the signal.
@@ -472,19 +514,24 @@ fn shell_retval(status: c_int) -> i32 {
     }
 }
 
-/// Waits for the pipe's EOF, `DRAIN_QUIET` without data, or `DRAIN_MAX`.
-fn drain(output: &Output, since: Instant) {
+/// Asks the reader to drain (the shell is gone) and waits until it has:
+/// the pipe's EOF, `DRAIN_QUIET` without data, or `DRAIN_MAX`. The reader
+/// judges the quiet itself, with poll on the pipe: from here, a reader
+/// that is merely slow to be scheduled would look like a quiet pipe and
+/// lose the call's last output.
+fn drain(output: &Output) {
     let mut st = lock(&output.st);
-    loop {
+    st.drain_since = Some(Instant::now());
+    // A reader starved for this long is a sick sandbox: answer anyway.
+    let until = Instant::now() + DRAIN_WAIT_LIMIT;
+    while !st.drained {
         let now = Instant::now();
-        let quiet_from = st.last_data.max(since);
-        if st.eof || now >= since + DRAIN_MAX || now >= quiet_from + DRAIN_QUIET {
+        if now >= until {
             return;
         }
-        let wait = (since + DRAIN_MAX).min(quiet_from + DRAIN_QUIET) - now;
         st = output
             .cv
-            .wait_timeout(st, wait)
+            .wait_timeout(st, until - now)
             .unwrap_or_else(|e| e.into_inner())
             .0;
     }
@@ -492,8 +539,10 @@ fn drain(output: &Output, since: Instant) {
 
 struct OutState {
     buf: OutBuf,
-    last_data: Instant,
-    eof: bool,
+    /// When the call asked for the drain (its shell exited or was killed).
+    drain_since: Option<Instant>,
+    /// The drain is over: the call may answer.
+    drained: bool,
 }
 
 struct Output {
@@ -507,37 +556,82 @@ impl Output {
         Output {
             st: Mutex::new(OutState {
                 buf: OutBuf::new(cap),
-                last_data: Instant::now(),
-                eof: false,
+                drain_since: None,
+                drained: false,
             }),
             cv: Condvar::new(),
             detached: AtomicBool::new(false),
         }
     }
+
+    fn set_drained(&self) {
+        lock(&self.st).drained = true;
+        self.cv.notify_all();
+    }
+}
+
+/// Whether `fd` is readable (data, EOF or error) within `timeout`;
+/// `None` if poll failed (EINTR).
+fn poll_in(fd: RawFd, timeout: Duration) -> Option<bool> {
+    let mut p = sys::PollFd {
+        fd,
+        events: POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as c_int;
+    // SAFETY: one valid pollfd.
+    match unsafe { sys::poll(&mut p, 1, ms) } {
+        r if r < 0 => None,
+        r => Some(r > 0),
+    }
 }
 
 /// Reads the call's pipe until EOF: into the buffer while the call runs,
-/// then into nothing, so background jobs can keep writing.
+/// then into nothing, so background jobs can keep writing. Until the drain
+/// is over it polls, to notice the drain request and to time the quiet.
 fn read_pipe(mut pipe: File, output: &Output) {
+    let fd = pipe.as_raw_fd();
     let mut buf = vec![0u8; 64 * 1024];
+    let mut drained = false;
     loop {
+        let mut since = None;
+        if !drained {
+            since = lock(&output.st).drain_since;
+            let timeout = match since {
+                None => READER_WAKE,
+                Some(s) => DRAIN_MAX.saturating_sub(s.elapsed()).min(DRAIN_QUIET),
+            };
+            match poll_in(fd, timeout) {
+                None => continue,
+                Some(true) => {}
+                Some(false) => {
+                    // Quiet for DRAIN_QUIET, or at DRAIN_MAX with nothing
+                    // buffered.
+                    if since.is_some() {
+                        drained = true;
+                        output.set_drained();
+                    }
+                    continue;
+                }
+            }
+        }
         let n = match pipe.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        if output.detached.load(Ordering::Relaxed) {
-            continue;
+        if !output.detached.load(Ordering::Relaxed) {
+            lock(&output.st).buf.push(&buf[..n]);
         }
-        let mut st = lock(&output.st);
-        st.buf.push(&buf[..n]);
-        st.last_data = Instant::now();
-        drop(st);
-        output.cv.notify_all();
+        // Past DRAIN_MAX, one read has taken what a default pipe buffer
+        // holds: a job that never stops writing does not hold the call.
+        if !drained && since.is_some_and(|s| s.elapsed() >= DRAIN_MAX) {
+            drained = true;
+            output.set_drained();
+        }
     }
-    lock(&output.st).eof = true;
-    output.cv.notify_all();
+    output.set_drained();
 }
 
 /// A call's output, bounded: the first `cap/2` bytes and the last
@@ -886,21 +980,32 @@ fn has_env(pid: i32, needle: &[u8]) -> bool {
 /// the descendants seen so far (pid → start time), which keeps processes
 /// that left the session and cleared their environment attributable.
 struct Track {
-    sid: i32,
+    /// The shell's pid (= its session id); -1, matching nothing, until
+    /// the fork.
+    sid: AtomicI32,
     needle: Vec<u8>,
     set: Mutex<HashMap<i32, u64>>,
+    /// Lower bound of the shell's start (taken before the fork), and the
+    /// call's end, in ticks since boot.
+    start: u64,
+    end: Mutex<Option<u64>>,
 }
 
 impl Track {
-    fn new(shell: i32, token: &str) -> Self {
-        let mut set = HashMap::new();
-        if let Some(p) = read_stat(shell) {
-            set.insert(shell, p.start);
-        }
+    fn new(token: &str) -> Self {
         Track {
-            sid: shell,
+            sid: AtomicI32::new(-1),
             needle: format!("{CALL_ENV}={token}").into_bytes(),
-            set: Mutex::new(set),
+            set: Mutex::new(HashMap::new()),
+            start: now_ticks(false),
+            end: Mutex::new(None),
+        }
+    }
+
+    fn set_shell(&self, pid: i32) {
+        self.sid.store(pid, Ordering::Relaxed);
+        if let Some(p) = read_stat(pid) {
+            lock(&self.set).insert(pid, p.start);
         }
     }
 
@@ -908,6 +1013,7 @@ impl Track {
     /// call's live processes. `env` also reads each candidate's environ
     /// (costly; done when killing).
     fn update(&self, procs: &[Proc], env: bool) -> Vec<Proc> {
+        let sid = self.sid.load(Ordering::Relaxed);
         let mut set = lock(&self.set);
         // Drop the dead, so a reused pid is not taken for ours.
         let live: HashMap<i32, u64> = procs.iter().map(|p| (p.pid, p.start)).collect();
@@ -922,7 +1028,7 @@ impl Track {
                 if set.contains_key(&p.pid) {
                     continue;
                 }
-                let ours = p.sid == self.sid
+                let ours = p.sid == sid
                     || set.contains_key(&p.ppid)
                     || (env && passes == 1 && has_env(p.pid, &self.needle));
                 if ours {
@@ -939,6 +1045,64 @@ impl Track {
     }
 }
 
+/// Ticks since boot now (from /proc/uptime, which has 10 ms steps): an
+/// upper bound if `up`, else a lower one. Unreadable: 0 or MAX, the
+/// widest window, so orphans are more often ambiguous and left alone.
+fn now_ticks(up: bool) -> u64 {
+    let secs = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split(' ').next()?.parse::<f64>().ok());
+    match (secs, up) {
+        (Some(s), true) => (s * TICKS_PER_SEC).ceil() as u64 + 1,
+        (Some(s), false) => ((s * TICKS_PER_SEC).floor() as u64).saturating_sub(1),
+        (None, true) => u64::MAX,
+        (None, false) => 0,
+    }
+}
+
+/// Gives a running call the orphans only start time can tie to it: a
+/// process reparented to the agent (its parent died before any scan saw
+/// it, e.g. `(setsid env -i daemon &)`), in no call's set, not a call's
+/// shell, and started while that call, and no other, was running (ended
+/// calls count for `RECENT_FOR`). Ambiguous orphans are left alone: killing
+/// another call's process would be worse than missing one.
+fn adopt_orphans(agent: &Agent, procs: &[Proc]) {
+    let running: Vec<Arc<Track>> = lock(&agent.tracks).clone();
+    if running.is_empty() {
+        return;
+    }
+    let recent: Vec<Arc<Track>> = lock(&agent.recent)
+        .iter()
+        .filter(|(at, _)| at.elapsed() < RECENT_FOR)
+        .map(|(_, t)| t.clone())
+        .collect();
+    let all: Vec<&Arc<Track>> = running.iter().chain(recent.iter()).collect();
+    let live: HashSet<(i32, u64)> = procs.iter().map(|p| (p.pid, p.start)).collect();
+    let mut judged = lock(&agent.judged);
+    judged.retain(|k| live.contains(k));
+    for p in procs.iter().filter(|p| p.ppid == agent.pid) {
+        if !judged.insert((p.pid, p.start)) {
+            continue;
+        }
+        // Shells are registered under this lock at fork: a shell in
+        // `procs` is in the map by the time the lock is ours.
+        if lock(&agent.reap).waiters.contains_key(&p.pid) {
+            continue;
+        }
+        if all.iter().any(|t| lock(&t.set).contains_key(&p.pid)) {
+            continue;
+        }
+        let mut cands = all
+            .iter()
+            .filter(|t| t.start <= p.start && lock(&t.end).is_none_or(|end| p.start <= end));
+        if let (Some(t), None) = (cands.next(), cands.next()) {
+            if running.iter().any(|r| Arc::ptr_eq(r, t)) {
+                lock(&t.set).insert(p.pid, p.start);
+            }
+        }
+    }
+}
+
 /// Every `SCAN_EVERY` while calls run, records their new descendants;
 /// sleeps while none runs.
 fn scanner(agent: &Agent) {
@@ -951,12 +1115,21 @@ fn scanner(agent: &Agent) {
             t.clone()
         };
         let procs = scan_procs(agent.pid);
+        adopt_orphans(agent, &procs);
         for t in &tracks {
             t.update(&procs, false);
         }
         drop(tracks);
         std::thread::sleep(SCAN_EVERY);
     }
+}
+
+/// The call's live processes now, after adopting orphans and reading
+/// environments.
+fn scan_for(agent: &Agent, track: &Track) -> Vec<Proc> {
+    let procs = scan_procs(agent.pid);
+    adopt_orphans(agent, &procs);
+    track.update(&procs, true)
 }
 
 fn signal_all(ps: &[Proc], sig: c_int, self_pid: i32) {
@@ -983,7 +1156,7 @@ fn kill_tree(agent: &Agent, track: &Track) -> i32 {
     let t0 = Instant::now();
     let mut termed: HashSet<(i32, u64)> = HashSet::new();
     loop {
-        let ours = track.update(&scan_procs(me), true);
+        let ours = scan_for(agent, track);
         if ours.is_empty() {
             return RETVAL_TERM;
         }
@@ -999,7 +1172,7 @@ fn kill_tree(agent: &Agent, track: &Track) -> i32 {
     }
     let stop_until = Instant::now() + STOP_LIMIT;
     loop {
-        let ours = track.update(&scan_procs(me), true);
+        let ours = scan_for(agent, track);
         if ours.is_empty() {
             // Gone before any SIGKILL: the SIGTERM did it, late.
             return RETVAL_TERM;
@@ -1016,7 +1189,7 @@ fn kill_tree(agent: &Agent, track: &Track) -> i32 {
     }
     let kill_until = Instant::now() + KILL_LIMIT;
     loop {
-        let ours = track.update(&scan_procs(me), true);
+        let ours = scan_for(agent, track);
         if ours.is_empty() || Instant::now() >= kill_until {
             return RETVAL_KILL;
         }
