@@ -293,6 +293,9 @@ struct Report {
     server_setup: Stats,
     server_setup_pooled: Stats,
     server_warm: Stats,
+    /// Warm calls through the fallback (POD_EXEC_EXECUTOR=off: one exec a call).
+    fallback_warm: Stats,
+    fallback_setup: Stats,
     server_mcp_roundtrip: Stats,
     /// Median of (server warm call - raw exec) over alternating pairs.
     warm_paired_diff_ms: f64,
@@ -314,6 +317,10 @@ struct Report {
     big_output_secs: f64,
     big_output_truncated: bool,
     big_output_len: usize,
+    fallback_big_output_secs: f64,
+    /// conmon processes on this host before and after the concurrency phase.
+    conmon_before: usize,
+    conmon_after: usize,
 }
 
 /// Latency, sequential, raw and server samples alternating so both see the
@@ -322,12 +329,17 @@ struct Report {
 async fn latency_phase(
     args: &Args,
     podman: &PodmanClient,
-    server: &ServerProc,
-    pooled: &ServerProc,
+    servers: &Servers,
     raw: &mut RawContainers,
     r: &mut Report,
 ) -> Result<(), Error> {
+    let Servers {
+        server,
+        pooled,
+        fallback,
+    } = servers;
     let (mut cs, mut setup, mut setup_pooled) = (Vec::new(), Vec::new(), Vec::new());
+    let mut setup_fallback = Vec::new();
     for _ in 0..args.samples {
         cs.push(raw.create_start(&args.image).await?.1);
 
@@ -335,6 +347,12 @@ async fn latency_phase(
         let client = connect(&server.url).await?;
         call(&client, &args.command).await?;
         setup.push(t.elapsed());
+        client.cancel().await?;
+
+        let t = Instant::now();
+        let client = connect(&fallback.url).await?;
+        call(&client, &args.command).await?;
+        setup_fallback.push(t.elapsed());
         client.cancel().await?;
 
         wait_pool_ready(podman, pooled).await?;
@@ -347,20 +365,29 @@ async fn latency_phase(
 
     let id = raw.ids[0].clone();
     let client = connect(&server.url).await?;
+    let fb = connect(&fallback.url).await?;
     raw_exec(podman, &id, &args.command).await?; // warm-ups
     call(&client, &args.command).await?;
+    call(&fb, &args.command).await?;
     let (mut ex, mut warm, mut rt) = (Vec::new(), Vec::new(), Vec::new());
+    let mut warm_fb = Vec::new();
     for _ in 0..args.samples {
         ex.push(raw_exec(podman, &id, &args.command).await?);
         let t = Instant::now();
         call(&client, &args.command).await?;
         warm.push(t.elapsed());
+        let t = Instant::now();
+        call(&fb, &args.command).await?;
+        warm_fb.push(t.elapsed());
         // The MCP layer alone (no Podman): what HTTP + rmcp cost a call.
         let t = Instant::now();
         client.list_all_tools().await?;
         rt.push(t.elapsed());
     }
     client.cancel().await?;
+    fb.cancel().await?;
+    r.fallback_warm = stats(&warm_fb);
+    r.fallback_setup = stats(&setup_fallback);
     r.raw_create_start = stats(&cs);
     r.server_setup = stats(&setup);
     r.server_setup_pooled = stats(&setup_pooled);
@@ -459,6 +486,32 @@ where
 }
 
 /// Server memory: with open sessions, and while one call prints a lot.
+/// conmon processes on this host now (each libpod exec leaves one behind
+/// for a while; the executor needs one per sandbox).
+fn conmon_count() -> usize {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| {
+                    std::fs::read_to_string(e.path().join("comm"))
+                        .is_ok_and(|c| c.trim() == "conmon")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Seconds one call printing `bytes` takes through `url`.
+async fn big_output_secs(url: &str, bytes: u64) -> Result<f64, Error> {
+    let client = connect(url).await?;
+    call(&client, "true").await?;
+    let t = Instant::now();
+    call(&client, &format!("head -c {bytes} /dev/zero | tr '\\0' x")).await?;
+    let secs = t.elapsed().as_secs_f64();
+    client.cancel().await?;
+    Ok(secs)
+}
+
 async fn memory_phase(args: &Args, server: &ServerProc, r: &mut Report) -> Result<(), Error> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = server.rss_kib();
@@ -508,19 +561,33 @@ async fn memory_phase(args: &Args, server: &ServerProc, r: &mut Report) -> Resul
     Ok(())
 }
 
+/// The servers under test: the default (the executor), one with a warm
+/// pool, and the fallback (one libpod exec per call).
+struct Servers {
+    server: ServerProc,
+    pooled: ServerProc,
+    fallback: ServerProc,
+}
+
 async fn run_all(
     args: &Args,
     podman: &PodmanClient,
-    server: &ServerProc,
-    pooled: &ServerProc,
+    servers: &Servers,
     raw: &mut RawContainers,
     r: &mut Report,
 ) -> Result<(), Error> {
     tokio::time::sleep(Duration::from_millis(300)).await;
-    r.rss_idle_kib = server.rss_kib();
-    latency_phase(args, podman, server, pooled, raw, r).await?;
-    concurrency_phase(args, podman, server, raw, r).await?;
-    memory_phase(args, server, r).await
+    r.rss_idle_kib = servers.server.rss_kib();
+    latency_phase(args, podman, servers, raw, r).await?;
+    r.conmon_before = conmon_count();
+    concurrency_phase(args, podman, &servers.server, raw, r).await?;
+    r.conmon_after = conmon_count();
+    memory_phase(args, &servers.server, r).await?;
+    if args.big_output > 0 {
+        r.fallback_big_output_secs =
+            big_output_secs(&servers.fallback.url, args.big_output).await?;
+    }
+    Ok(())
 }
 
 fn ratio(a: f64, b: f64) -> String {
@@ -560,7 +627,9 @@ fn print(r: &Report) {
     row("raw exec (create+start+inspect)", &r.raw_exec);
     row("server session setup (init + 1st call)", &r.server_setup);
     row("  ... with POD_EXEC_WARM_POOL=1", &r.server_setup_pooled);
-    row("server warm shell_exec", &r.server_warm);
+    row("server warm shell_exec (executor)", &r.server_warm);
+    row("  ... fallback, one exec per call", &r.fallback_warm);
+    row("  ... fallback session setup", &r.fallback_setup);
     row(
         "server MCP round trip (tools/list)",
         &r.server_mcp_roundtrip,
@@ -576,7 +645,17 @@ fn print(r: &Report) {
     println!();
     figure("figure", "value", "ratio/target");
     figure(
-        "warm p50 - raw exec p50 (ms; target <= 3)",
+        "warm p50 (ms; <= 3, <= 0.05 x raw exec)",
+        format!("{:.2}", r.server_warm.p50_ms),
+        ratio(r.server_warm.p50_ms, r.raw_exec.p50_ms),
+    );
+    figure(
+        "fallback warm p50 - raw exec p50 (ms)",
+        format!("{:+.1}", r.fallback_warm.p50_ms - r.raw_exec.p50_ms),
+        ratio(r.fallback_warm.p50_ms, r.raw_exec.p50_ms),
+    );
+    figure(
+        "warm p50 - raw exec p50 (ms)",
         format!("{:+.1}", r.server_warm.p50_ms - r.raw_exec.p50_ms),
         ratio(r.server_warm.p50_ms, r.raw_exec.p50_ms),
     );
@@ -586,7 +665,7 @@ fn print(r: &Report) {
         "",
     );
     figure(
-        "setup p50 - raw create+start p50 (ms; <= 20)",
+        "setup p50 - raw create+start p50 (ms; <= 25)",
         format!("{:+.1}", r.server_setup.p50_ms - r.raw_create_start.p50_ms),
         ratio(r.server_setup.p50_ms, r.raw_create_start.p50_ms),
     );
@@ -622,6 +701,11 @@ fn print(r: &Report) {
         ),
         ratio(r.server_throughput_cps, r.raw_throughput_cps),
     );
+    figure(
+        "conmon processes before / after the phase",
+        format!("{} / {}", r.conmon_before, r.conmon_after),
+        format!("{} sessions", r.concurrency),
+    );
     figure("RSS idle (KiB; <= 15360)", r.rss_idle_kib, "");
     figure(
         format!(
@@ -640,6 +724,11 @@ fn print(r: &Report) {
             r.big_output_rss_peak_kib
                 .saturating_sub(r.big_output_rss_before_kib),
             format!("{:.1} s", r.big_output_secs),
+        );
+        figure(
+            "  ... fallback seconds / executor seconds (>= 3)",
+            format!("{:.1} s", r.fallback_big_output_secs),
+            ratio(r.fallback_big_output_secs, r.big_output_secs),
         );
     }
 }
@@ -668,16 +757,20 @@ async fn main() -> Result<(), Error> {
         ..Default::default()
     };
     let t = Instant::now();
-    let server = ServerProc::start(&args.image, &[])?;
-    let pooled = ServerProc::start(&args.image, &[("POD_EXEC_WARM_POOL", "1")])?;
+    let servers = Servers {
+        server: ServerProc::start(&args.image, &[])?,
+        pooled: ServerProc::start(&args.image, &[("POD_EXEC_WARM_POOL", "1")])?,
+        fallback: ServerProc::start(&args.image, &[("POD_EXEC_EXECUTOR", "off")])?,
+    };
     let mut raw = RawContainers {
         podman: podman.clone(),
         ids: Vec::new(),
     };
-    let result = run_all(&args, &podman, &server, &pooled, &mut raw, &mut r).await;
+    let result = run_all(&args, &podman, &servers, &mut raw, &mut r).await;
     raw.remove_all().await;
-    server.stop();
-    pooled.stop();
+    servers.server.stop();
+    servers.pooled.stop();
+    servers.fallback.stop();
     result?;
     print(&r);
     if let Some(dir) = args.json.parent() {

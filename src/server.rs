@@ -187,7 +187,8 @@ impl Server {
         );
         let mut template = SandboxTemplate::from_config(&config);
         template.adapt_to(&quick, &host, &me).await;
-        let template = template.with_executor_image(executor_image(&podman, &config).await);
+        let volume = executor_volume(&podman, &config, &template, &me).await;
+        let template = template.with_executor_volume(volume);
         info!(
             userns = ?template.hardening().userns(),
             "sandbox confinement"
@@ -301,10 +302,15 @@ impl Server {
     }
 }
 
-/// The executor's image in this Podman (built on first use), or `None`
+/// The executor's volume in this Podman (filled on first use), or `None`
 /// for one exec per call: when configured off, when this build has no
-/// agent, or when the image cannot be built (said once, here).
-async fn executor_image(podman: &PodmanClient, config: &Config) -> Option<String> {
+/// agent, or when the volume cannot be provided (said once, here).
+async fn executor_volume(
+    podman: &PodmanClient,
+    config: &Config,
+    template: &SandboxTemplate,
+    me: &Identity,
+) -> Option<String> {
     if config.executor != "on" {
         info!("executor off (POD_EXEC_EXECUTOR=off): one exec per call");
         return None;
@@ -313,13 +319,15 @@ async fn executor_image(podman: &PodmanClient, config: &Config) -> Option<String
         warn!("this build has no executor agent: one exec per call");
         return None;
     }
-    match crate::executor::image::ensure_image(podman, crate::executor::AGENT).await {
-        Ok(image) => {
-            info!(%image, "executor on");
-            Some(image)
+    let name = format!("pod-exec-fill-{}", crate::random_hex(8));
+    let helper = template.spec(&name, "executor-fill", "helper", me);
+    match crate::executor::image::ensure_volume(podman, crate::executor::AGENT, helper).await {
+        Ok(volume) => {
+            info!(%volume, "executor on");
+            Some(volume)
         }
         Err(e) => {
-            warn!("cannot provide the executor image ({e}): one exec per call");
+            warn!("cannot provide the executor volume ({e}): one exec per call");
             None
         }
     }

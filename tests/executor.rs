@@ -1,9 +1,10 @@
 //! The resident executor through the real server and a real Podman: exact
 //! `/bin/sh -lc` semantics, long commands, kills that nothing escapes, no
 //! zombies, background jobs that keep running, recovery when a command
-//! kills the executor or the whole container. Run with the executor on
-//! (the default); `POD_EXEC_EXECUTOR=off` in the environment runs the same
-//! tests against one exec per call, where they hold too unless marked.
+//! kills the executor or the whole container. These servers always run with
+//! the executor (whatever POD_EXEC_EXECUTOR says in the environment): one
+//! exec per call, the fallback, is what the other test files cover in
+//! tests/run.sh's second pass.
 
 mod common;
 
@@ -13,16 +14,21 @@ use common::live_podman;
 use common::mcp::{call_args, connect, run};
 use common::server::{self, ServerProcess, wait_for};
 
-fn executor_on() -> bool {
-    std::env::var("POD_EXEC_EXECUTOR").map_or(true, |v| v != "off")
+/// A server with the executor and no command policy (the fork bomb and
+/// `kill -9 -1` must reach the sandbox).
+fn start_with(extra: &[(&str, &str)]) -> ServerProcess {
+    let mut env = vec![
+        ("POD_EXEC_EXECUTOR", "on"),
+        ("POD_EXEC_SECURITY_MODE", "permissive"),
+    ];
+    env.extend_from_slice(extra);
+    let srv = server::start(&env);
+    assert!(srv.logs().contains("executor on"), "{}", srv.logs());
+    srv
 }
 
 fn start() -> ServerProcess {
-    let srv = server::start(&[("POD_EXEC_SECURITY_MODE", "permissive")]);
-    if executor_on() {
-        assert!(srv.logs().contains("executor on"), "{}", srv.logs());
-    }
-    srv
+    start_with(&[])
 }
 
 /// `ps` lines (pid, state, args) whose command line contains `needle`,
@@ -45,14 +51,26 @@ async fn plain_sh_semantics() {
     let r = run(&c, "no-such-command-xyz").await;
     assert_eq!(r.retval, 127);
     assert_eq!(r.output, "/bin/sh: 1: no-such-command-xyz: not found\n");
-    assert_eq!(run(&c, "echo a; echo b >&2; echo c").await.output, "a\nb\nc\n");
+    assert_eq!(
+        run(&c, "echo a; echo b >&2; echo c").await.output,
+        "a\nb\nc\n"
+    );
     assert_eq!(run(&c, "set -e; false; echo never").await.retval, 1);
     assert_eq!(run(&c, "exit 7").await.retval, 7);
     assert_eq!(run(&c, "read x; echo \"[$x]\"").await.output, "[]\n");
     // 300 KiB: more than one argv string may hold.
     let body = "x".repeat(300 * 1024);
-    let r = run(&c, &format!("v='{body}'; printf %s \"$v\" | wc -c; echo end")).await;
-    assert_eq!(r.output, format!("{}\nend\n", 300 * 1024), "{}", r.output.len());
+    let r = run(
+        &c,
+        &format!("v='{body}'; printf %s \"$v\" | wc -c; echo end"),
+    )
+    .await;
+    assert_eq!(
+        r.output,
+        format!("{}\nend\n", 300 * 1024),
+        "{}",
+        r.output.len()
+    );
     c.cancel().await.expect("close");
 }
 
@@ -86,10 +104,7 @@ async fn timeout_kills_everything_the_call_started() {
 #[tokio::test]
 async fn foreground_fork_bomb_is_killed_completely() {
     let _podman = live_podman().await;
-    let srv = server::start(&[
-        ("POD_EXEC_SECURITY_MODE", "permissive"),
-        ("POD_EXEC_CPUS", "0.5"),
-    ]);
+    let srv = start_with(&[("POD_EXEC_CPUS", "0.5")]);
     let c = connect(&srv.url).await;
     run(&c, "true").await;
     let r = call_args(
@@ -122,7 +137,11 @@ async fn no_zombies_after_many_background_jobs() {
     let _podman = live_podman().await;
     let srv = start();
     let c = connect(&srv.url).await;
-    run(&c, "for i in $(seq 200); do (sleep 0.05 &) ; done; sleep 0.5").await;
+    run(
+        &c,
+        "for i in $(seq 200); do (sleep 0.05 &) ; done; sleep 0.5",
+    )
+    .await;
     wait_for(Duration::from_secs(5), "no zombie left", || async {
         run(&c, "ps -eo stat= | grep -c '^Z' || true")
             .await
@@ -136,13 +155,12 @@ async fn no_zombies_after_many_background_jobs() {
 
 /// A background server keeps answering, and a background writer keeps
 /// writing, after the call that started them returned: the executor keeps
-/// reading their output pipe. (One exec per call cannot: its pipe closes
-/// with the exec, so this test always runs with the executor.)
+/// reading their output pipe (one exec per call cannot: its pipe closes
+/// with the exec).
 #[tokio::test]
 async fn background_jobs_keep_running_and_writing() {
     let _podman = live_podman().await;
-    let srv = server::start(&[("POD_EXEC_EXECUTOR", "on")]);
-    assert!(srv.logs().contains("executor on"), "{}", srv.logs());
+    let srv = start();
     let c = connect(&srv.url).await;
     let r = run(
         &c,
@@ -178,7 +196,11 @@ async fn kill_minus_one_then_the_next_call_works() {
     let c = connect(&srv.url).await;
     run(&c, "echo kept > /work/before.txt").await;
     let first = srv.containers(&podman).await;
-    let r = call_args(&c, serde_json::json!({"command": "kill -9 -1; sleep 5", "timeout": 20})).await;
+    let r = call_args(
+        &c,
+        serde_json::json!({"command": "kill -9 -1; sleep 5", "timeout": 20}),
+    )
+    .await;
     eprintln!("kill -9 -1 gave: {r:?}");
     let after = run(&c, "cat /work/before.txt").await;
     assert_eq!(after.output, "kept\n");

@@ -295,7 +295,10 @@ async fn concurrent_calls_in_one_session_and_the_limit() {
         msg.contains("POD_EXEC_MAX_QUEUED_PER_SESSION") && msg.contains('8'),
         "{msg}"
     );
-    assert!(tenth_took < Duration::from_secs(1), "refused at once: {tenth_took:?}");
+    assert!(
+        tenth_took < Duration::from_secs(1),
+        "refused at once: {tenth_took:?}"
+    );
     eprintln!("8 concurrent sleep 2: {took:?}");
     // Afterwards there is room again.
     assert_eq!(run(&client, "echo again").await.output, "again\n");

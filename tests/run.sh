@@ -45,6 +45,16 @@ cargo test --no-fail-fast 2>&1 | tee target/test-output.log
 grep -q 'Running tests/podman_client.rs' target/test-output.log ||
   { echo "the Podman integration tests did not run" >&2; exit 1; }
 
+step "cargo test again with POD_EXEC_EXECUTOR=off (the fallback: one libpod exec per call)"
+# The server-driving tests once more in the fallback mode, which a Podman
+# where the agent cannot run gets. tests/executor.rs always runs with the
+# executor; the client and decoder tests do not involve it.
+POD_EXEC_EXECUTOR=off cargo test --no-fail-fast \
+  --test mcp_server --test misbehaving_commands --test third_party_clients \
+  --test security_http --test policy_server --test hardening 2>&1 | tee target/test-output-fallback.log
+grep -q 'Running tests/mcp_server.rs' target/test-output-fallback.log ||
+  { echo "the fallback pass did not run" >&2; exit 1; }
+
 step "smoke: benchmark program (tiny sizes, debug build: it must run, figures are not judged)"
 cargo test --bench bench -- --smoke --json target/bench/smoke.json
 

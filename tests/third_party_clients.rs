@@ -247,7 +247,12 @@ async fn python_big_output(venv: &str) {
     let _podman = common::live_podman().await;
     let python = installed(&format!("{venv}/bin/python"));
     let server = common::server::start(&[]);
-    let run = run_client(&server, &python, &["py_client.py", "--big-output", &server.url]).await;
+    let run = run_client(
+        &server,
+        &python,
+        &["py_client.py", "--big-output", &server.url],
+    )
+    .await;
     run.assert_success(&server);
     let summary = json_line(&run);
     eprintln!("{summary}");

@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::protocol::{self, Frame, FrameDecoder, Request};
-use crate::podman::{DuplexReader, DuplexWriter, ExecConfig, PodmanClient, PodmanError, StreamKind};
+use crate::podman::{
+    DuplexReader, DuplexWriter, ExecConfig, PodmanClient, PodmanError, StreamKind,
+};
 
 /// How long the agent may take to say HELLO.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -157,7 +159,9 @@ impl ExecutorConn {
                     Some(Ok(c)) if c.stream == StreamKind::Stdout => {
                         decoder.push(&c.data);
                         match decoder.next_frame() {
-                            Ok(Some(Frame::Hello { version, .. })) if version == protocol::VERSION => {
+                            Ok(Some(Frame::Hello { version, .. }))
+                                if version == protocol::VERSION =>
+                            {
                                 return Ok(());
                             }
                             Ok(Some(other)) => {

@@ -1,8 +1,9 @@
-//! Getting the agent into sandboxes: a tiny `FROM scratch` image holding
-//! only the agent, built once per Podman through the API and mounted
-//! read-only (an image volume) into every sandbox — nothing is uploaded per
-//! sandbox, and it works on a read-only root, where an archive upload is
-//! refused.
+//! Getting the agent into sandboxes: a named volume holding only the
+//! agent, filled once per Podman (through a created, never started helper
+//! container and the archive endpoint) and mounted read-only into every
+//! sandbox. Nothing is uploaded per sandbox, it works on a read-only root
+//! (where an archive upload is refused) and under a user namespace (where
+//! Podman 4.3 cannot mount an image volume: "permission denied").
 
 use std::collections::BTreeMap;
 
@@ -10,63 +11,87 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use crate::podman::{BuildOptions, ImageVolume, PodmanClient, PodmanError};
+use crate::podman::{ContainerSpec, NamedVolume, PodmanClient, PodmanError};
 
-/// Where the agent's image is mounted in a sandbox.
+/// Where the agent's volume is mounted in a sandbox.
 pub const MOUNT_DIR: &str = "/.pod-exec-mcp";
 /// The agent's path in a sandbox.
 pub const AGENT_PATH: &str = "/.pod-exec-mcp/pod-exec-executor";
 const FILE_NAME: &str = "pod-exec-executor";
+/// Where the helper container sees the volume.
+const HELPER_DIR: &str = "/pod-exec-mcp-fill";
 
-/// The image name for this agent build: tagged with its hash, so a new
-/// server version brings its own image and never runs an old agent.
-pub fn image_ref(agent: &[u8]) -> String {
+/// The volume name for this agent build: named by its hash, so a new
+/// server version brings its own and never runs an old agent.
+pub fn volume_name(agent: &[u8]) -> String {
     let hash = Sha256::digest(agent);
     let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("localhost/pod-exec-mcp-executor:{hex}")
+    format!("pod-exec-mcp-executor-{hex}")
 }
 
-/// The image volume every sandbox gets.
-pub fn volume(image: &str) -> ImageVolume {
-    ImageVolume {
-        source: image.to_owned(),
-        destination: MOUNT_DIR.to_owned(),
-        rw: false,
+/// The mount every sandbox gets.
+pub fn volume(name: &str) -> NamedVolume {
+    NamedVolume {
+        name: name.to_owned(),
+        dest: MOUNT_DIR.to_owned(),
+        options: vec!["ro".into()],
     }
 }
 
-/// Makes sure the agent's image exists in this Podman, building it when
-/// missing; returns its name.
+/// Makes sure this Podman has the agent's volume with the whole agent in
+/// it (filling it when new, or when an earlier fill was cut short);
+/// returns its name. `helper` is a spec for a container that is created,
+/// never started, and removed again: it carries the image and labels.
 ///
 /// # Errors
-/// Podman failed to check or build it.
-pub async fn ensure_image(podman: &PodmanClient, agent: &[u8]) -> Result<String, PodmanError> {
-    let image = image_ref(agent);
-    if podman.image_exists(&image).await? {
-        return Ok(image);
-    }
+/// Podman failed.
+pub async fn ensure_volume(
+    podman: &PodmanClient,
+    agent: &[u8],
+    mut helper: ContainerSpec,
+) -> Result<String, PodmanError> {
+    let name = volume_name(agent);
     let t = std::time::Instant::now();
-    let containerfile = format!("FROM scratch\nCOPY {FILE_NAME} {AGENT_PATH}\n");
-    let context = context_tar(&[
-        ("Containerfile", containerfile.as_bytes(), 0o644),
-        (FILE_NAME, agent, 0o755),
-    ])
-    .map_err(|e| PodmanError::malformed("building the executor image context", e.to_string()))?;
-    let mut labels = BTreeMap::new();
-    labels.insert("pod-exec-mcp.executor".to_owned(), "true".to_owned());
-    podman
-        .build_image(
-            context,
-            &BuildOptions {
-                tag: image.clone(),
-                dockerfile: "Containerfile".into(),
-                build_args: BTreeMap::new(),
-                labels,
-            },
-        )
-        .await?;
-    info!(%image, ms = t.elapsed().as_millis() as u64, bytes = agent.len(), "built the executor image");
-    Ok(image)
+    if !podman.volume_exists(&name).await? {
+        let mut labels = BTreeMap::new();
+        labels.insert("pod-exec-mcp.executor".to_owned(), "true".to_owned());
+        match podman.create_volume(&name, &labels).await {
+            Ok(()) => {}
+            // Another server created it meanwhile.
+            Err(e) if podman.volume_exists(&name).await.unwrap_or(false) => {
+                tracing::debug!("volume created concurrently: {e}");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    // Never started: it only lends its mount to the archive endpoint,
+    // which refuses a read-only root.
+    helper.command = vec!["true".into()];
+    helper.read_only_filesystem = None;
+    helper.mounts.clear();
+    helper.volumes = vec![NamedVolume {
+        name: name.clone(),
+        dest: HELPER_DIR.to_owned(),
+        options: Vec::new(),
+    }];
+    let id = podman.create_container(&helper).await?;
+    let result: Result<bool, PodmanError> = async {
+        let file = format!("{HELPER_DIR}/{FILE_NAME}");
+        let have = podman.stat_path(&id, &file).await?;
+        if have.is_some_and(|s| s.size == agent.len() as u64) {
+            return Ok(false);
+        }
+        let tar = context_tar(&[(FILE_NAME, agent, 0o755)])
+            .map_err(|e| PodmanError::malformed("packing the executor", e.to_string()))?;
+        podman.put_archive(&id, HELPER_DIR, tar).await?;
+        Ok(true)
+    }
+    .await;
+    let _ = podman.remove_container(&id, true).await;
+    if result? {
+        info!(volume = %name, ms = t.elapsed().as_millis() as u64, bytes = agent.len(), "filled the executor volume");
+    }
+    Ok(name)
 }
 
 /// A tar of regular files (name, bytes, mode).
@@ -87,12 +112,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn image_is_named_by_the_agent_hash() {
-        let a = image_ref(b"one");
-        assert!(a.starts_with("localhost/pod-exec-mcp-executor:"));
-        assert_eq!(a.len(), "localhost/pod-exec-mcp-executor:".len() + 16);
-        assert_ne!(a, image_ref(b"two"));
-        assert_eq!(a, image_ref(b"one"));
+    fn volume_is_named_by_the_agent_hash() {
+        let a = volume_name(b"one");
+        assert!(a.starts_with("pod-exec-mcp-executor-"));
+        assert_eq!(a.len(), "pod-exec-mcp-executor-".len() + 16);
+        assert_ne!(a, volume_name(b"two"));
+        assert_eq!(a, volume_name(b"one"));
     }
 
     #[test]
@@ -102,7 +127,10 @@ mod tests {
         let mut names = Vec::new();
         for e in ar.entries().unwrap() {
             let e = e.unwrap();
-            names.push((e.path().unwrap().display().to_string(), e.header().mode().unwrap()));
+            names.push((
+                e.path().unwrap().display().to_string(),
+                e.header().mode().unwrap(),
+            ));
         }
         assert_eq!(names, vec![("a".to_owned(), 0o755)]);
     }

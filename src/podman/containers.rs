@@ -73,9 +73,9 @@ pub struct ContainerSpec {
     /// POSIX rlimits of the container's processes.
     #[serde(rename = "r_limits", skip_serializing_if = "Vec::is_empty")]
     pub rlimits: Vec<Rlimit>,
-    /// Images mounted into the container (read-only unless `rw`).
+    /// Named volumes mounted into the container.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub image_volumes: Vec<ImageVolume>,
+    pub volumes: Vec<NamedVolume>,
     /// Extra mounts (bind, tmpfs).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<Mount>,
@@ -206,15 +206,18 @@ pub struct Mount {
     pub options: Vec<String>,
 }
 
-/// An image mounted as a volume (SpecGenerator `image_volumes`).
+/// A named volume mount (SpecGenerator `volumes`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ImageVolume {
-    /// The image.
-    pub source: String,
+pub struct NamedVolume {
+    /// The volume's name.
+    #[serde(rename = "Name")]
+    pub name: String,
     /// Path in the container.
-    pub destination: String,
-    /// Writable (changes are discarded with the container).
-    pub rw: bool,
+    #[serde(rename = "Dest")]
+    pub dest: String,
+    /// Mount options, e.g. "ro".
+    #[serde(rename = "Options", default)]
+    pub options: Vec<String>,
 }
 
 impl Mount {

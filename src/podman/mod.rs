@@ -12,6 +12,7 @@ mod endpoint;
 pub mod error;
 mod exec;
 mod images;
+mod volumes;
 
 use std::time::Duration;
 
@@ -27,14 +28,15 @@ use serde::{Deserialize, de::DeserializeOwned};
 pub use attach::{ExecChunk, FrameDecoder, FrameError, Framing, StreamKind};
 pub use containers::{
     AutoUserNsOpts, ContainerInspect, ContainerSpec, ContainerState, ContainerSummary, CpuLimit,
-    IdMap, IdMappings, ImageVolume, MemoryLimit, Mount, Namespace, PidsLimit, RemoveReport, ResourceLimits,
-    Rlimit,
+    IdMap, IdMappings, MemoryLimit, Mount, NamedVolume, Namespace, PidsLimit, RemoveReport,
+    ResourceLimits, Rlimit,
 };
 pub use duplex::{DuplexReader, DuplexWriter};
 pub use endpoint::{Endpoint, EndpointError};
 pub use error::{ApiError, PodmanError};
 pub use exec::{ExecConfig, ExecInspect, ExecStream};
 pub use images::{BuildOptions, BuildReport};
+pub use volumes::PathStat;
 
 /// Path prefix of every libpod route. Podman does not range-check it; 4.0.0
 /// is the oldest API whose routes this client uses.

@@ -5,8 +5,8 @@
 //! handle for stateless clients later. Nothing else creates or removes a
 //! managed container.
 
-pub mod hardening;
 mod agent_run;
+pub mod hardening;
 pub mod output;
 pub mod owner;
 pub mod run;
@@ -259,7 +259,9 @@ impl SandboxManager {
         if self.inner.executor_on.load(Ordering::Relaxed) {
             match self.executor_for(&container).await {
                 Ok(conn) => {
-                    let result = self.exec_via_agent(key, &container, &conn, command, opts).await;
+                    let result = self
+                        .exec_via_agent(key, &container, &conn, command, opts)
+                        .await;
                     return result.map(|outcome| ExecOutcome {
                         sandbox: slot.tag.clone(),
                         ..outcome
@@ -274,7 +276,9 @@ impl SandboxManager {
                     // The agent cannot run here (another architecture, a
                     // noexec mount...): one exec per call from now on.
                     if self.inner.executor_on.swap(false, Ordering::Relaxed) {
-                        warn!("the executor cannot run in this sandbox ({e}); falling back to one exec per call");
+                        warn!(
+                            "the executor cannot run in this sandbox ({e}); falling back to one exec per call"
+                        );
                     }
                 }
             }

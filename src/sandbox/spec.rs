@@ -20,8 +20,8 @@ pub struct SandboxTemplate {
     memory: u64,
     pids: u32,
     hardening: Hardening,
-    /// The executor's image, mounted into every sandbox when set.
-    executor_image: Option<String>,
+    /// The executor's volume, mounted into every sandbox when set.
+    executor_volume: Option<String>,
 }
 
 impl SandboxTemplate {
@@ -33,7 +33,7 @@ impl SandboxTemplate {
             memory: c.memory,
             pids: c.pids_limit,
             hardening: Hardening::from_config(c),
-            executor_image: None,
+            executor_volume: None,
         }
         .with_read_only_mode(c.read_only)
     }
@@ -45,15 +45,15 @@ impl SandboxTemplate {
         self
     }
 
-    /// Mounts the executor's image (read-only) into every sandbox.
-    pub fn with_executor_image(mut self, image: Option<String>) -> Self {
-        self.executor_image = image;
+    /// Mounts the executor's volume (read-only) into every sandbox.
+    pub fn with_executor_volume(mut self, volume: Option<String>) -> Self {
+        self.executor_volume = volume;
         self
     }
 
     /// Whether sandboxes get the executor.
     pub fn has_executor(&self) -> bool {
-        self.executor_image.is_some()
+        self.executor_volume.is_some()
     }
 
     /// The confinement settings.
@@ -105,9 +105,8 @@ impl SandboxTemplate {
             no_new_privileges: Some(true),
             ..Default::default()
         };
-        if let Some(image) = &self.executor_image {
-            spec.image_volumes
-                .push(crate::executor::image::volume(image));
+        if let Some(volume) = &self.executor_volume {
+            spec.volumes.push(crate::executor::image::volume(volume));
         }
         spec.labels.insert(labels::MANAGED.into(), "true".into());
         spec.labels
