@@ -80,6 +80,12 @@ pub struct Config {
     #[arg(long, env = "POD_EXEC_EXECUTOR", default_value = "on", value_parser = ["on", "off"])]
     pub executor: String,
 
+    /// Seconds between reconciliations of this instance's containers with
+    /// its sandboxes: a container no sandbox holds (a removal that failed)
+    /// is removed at the second sweep that finds it.
+    #[arg(long, env = "POD_EXEC_SWEEP_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub sweep_interval: u64,
+
     /// Output kept per call, in characters: longer output keeps its head and
     /// its tail with a marker between them.
     #[arg(long, env = "POD_EXEC_MAX_OUTPUT", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(200..=100_000_000))]
@@ -505,6 +511,7 @@ mod tests {
             "POD_EXEC_MAX_CONCURRENT_PER_SESSION",
             "POD_EXEC_MAX_QUEUED_PER_SESSION",
             "POD_EXEC_EXECUTOR",
+            "POD_EXEC_SWEEP_INTERVAL",
             "POD_EXEC_CPUS",
             "POD_EXEC_NOFILE",
             "POD_EXEC_CAP_ADD",

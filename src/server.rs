@@ -255,6 +255,10 @@ impl Server {
             }
         });
         tokio::spawn(sessions.clone().reap_idle(shutdown.child_token()));
+        tokio::spawn(sandboxes.clone().sweep_every(
+            Duration::from_secs(config.sweep_interval),
+            shutdown.child_token(),
+        ));
         sandboxes.start_pool(usize::try_from(config.warm_pool).unwrap_or(0));
 
         let shared = PodExecServer::shared(sandboxes.clone(), config.clone(), policy, audit);

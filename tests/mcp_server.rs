@@ -328,3 +328,37 @@ async fn warm_pool_serves_first_calls_and_refills() {
         "pooled containers removed too"
     );
 }
+
+/// A container of this instance that no sandbox holds (as after a removal
+/// that failed while Podman was down) is removed by the periodic sweep; the
+/// session's own container is not.
+#[tokio::test]
+async fn sweep_removes_containers_no_sandbox_holds() {
+    let podman = live_podman().await;
+    let srv = server::start(&[("POD_EXEC_SWEEP_INTERVAL", "1")]);
+    let client = connect(&srv.url).await;
+    run(&client, "true").await;
+    let mut spec = pod_exec_mcp::podman::ContainerSpec {
+        image: common::image(),
+        command: vec!["sleep".into(), "infinity".into()],
+        ..Default::default()
+    };
+    spec.labels
+        .insert("pod-exec-mcp.managed".into(), "true".into());
+    spec.labels
+        .insert("pod-exec-mcp.instance".into(), srv.instance.clone());
+    spec.labels
+        .insert("pod-exec-mcp.kind".into(), "session".into());
+    let stray = podman.create_container(&spec).await.expect("create");
+    let _guard = common::ContainerGuard::new(stray.clone(), podman.endpoint().clone());
+    wait_for(
+        Duration::from_secs(10),
+        "the stray container swept",
+        || async { podman.inspect_container(&stray).await.is_err() },
+    )
+    .await;
+    assert!(srv.logs().contains("removed a container no sandbox holds"));
+    assert_eq!(run(&client, "echo still").await.output, "still\n");
+    assert_eq!(count(&podman, &srv).await, 1);
+    client.cancel().await.expect("close");
+}

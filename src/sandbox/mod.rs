@@ -567,7 +567,16 @@ impl SandboxManager {
                         let _ = this.inner.podman.remove_container(&c.id, true).await;
                         return;
                     }
-                    Ok(c) => permit.send(c),
+                    Ok(c) => {
+                        // The executor too, so a session's first call
+                        // costs one round trip, not an exec.
+                        if this.inner.executor_on.load(Ordering::Relaxed) {
+                            if let Err(e) = this.executor_for(&c).await {
+                                warn!(container = %c.name, "warm pool: executor not started: {e}");
+                            }
+                        }
+                        permit.send(c)
+                    }
                     Err(e) => {
                         drop(permit);
                         warn!("warm pool: {e}; retrying in 1 s");
@@ -606,15 +615,26 @@ impl SandboxManager {
     /// the container.
     async fn forget(&self, key: &SandboxKey, c: &Container) {
         let slot = self.slots().map.get(key).cloned();
+        let mut removed_by_us = true;
         if let Some(slot) = slot {
             let mut state = slot.state.lock().await;
-            if matches!(&*state, SlotState::Ready(cur) if cur.id == c.id) {
-                *state = SlotState::Empty;
-                self.unreserve_live();
+            match &*state {
+                SlotState::Ready(cur) if cur.id == c.id => {
+                    *state = SlotState::Empty;
+                    self.unreserve_live();
+                    removed_by_us = false;
+                }
+                _ => {}
             }
         }
         let _ = self.inner.podman.remove_container(&c.id, true).await;
-        warn!(container = %c.name, "container vanished from outside; the next call creates a new one");
+        if removed_by_us {
+            // The slot no longer held it: this server removed it itself
+            // (the session ended or was replaced) while the call ran.
+            info!(container = %c.name, "a call ended with its sandbox, which this server removed");
+        } else {
+            warn!(container = %c.name, "container vanished from outside; the next call creates a new one");
+        }
     }
 
     /// Ends `key`'s sandbox: removes its container (if one was created).
@@ -708,6 +728,72 @@ impl SandboxManager {
             }
             Err(e) => warn!("shutdown sweep: cannot list containers: {e}"),
         }
+    }
+
+    /// Reconciles this instance's containers with the sandboxes it knows,
+    /// every `every` until `stop`: a container no sandbox holds (its
+    /// removal failed, e.g. Podman was down when the session ended) is
+    /// removed when it is still unknown at the next sweep — two strikes, so
+    /// a container whose creation is just finishing is never taken.
+    pub async fn sweep_every(self, every: std::time::Duration, stop: CancellationToken) {
+        let mut suspects = std::collections::HashSet::new();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            suspects = self.sweep(&suspects).await;
+        }
+    }
+
+    /// One sweep; returns the containers unknown this time.
+    async fn sweep(
+        &self,
+        suspects: &std::collections::HashSet<String>,
+    ) -> std::collections::HashSet<String> {
+        let instance = format!("{}={}", labels::INSTANCE, self.inner.me.instance);
+        let managed = format!("{}=true", labels::MANAGED);
+        let Ok(list) = self
+            .inner
+            .podman
+            .list_containers(&[managed.as_str(), instance.as_str()])
+            .await
+        else {
+            // Podman is away: try again next time, with the same suspects.
+            return suspects.clone();
+        };
+        let slots: Vec<Arc<Slot>> = self.slots().map.values().cloned().collect();
+        let mut known = std::collections::HashSet::new();
+        for slot in slots {
+            // A slot busy creating its container is not read; its
+            // container survives one strike.
+            if let Ok(state) = slot.state.try_lock() {
+                if let SlotState::Ready(c) = &*state {
+                    known.insert(c.id.clone());
+                }
+            }
+        }
+        let mut unknown = std::collections::HashSet::new();
+        for c in list {
+            // Pooled containers belong to the pool until a session takes one.
+            if known.contains(&c.id)
+                || c.labels.get(labels::KIND).map(String::as_str) == Some("pool")
+            {
+                continue;
+            }
+            if suspects.contains(&c.id) {
+                match self.remove_retrying(&c.id).await {
+                    Ok(()) => info!(container = %c.id, "removed a container no sandbox holds"),
+                    Err(e) => {
+                        warn!(container = %c.id, "could not remove a container no sandbox holds: {e}");
+                        unknown.insert(c.id);
+                    }
+                }
+            } else {
+                unknown.insert(c.id);
+            }
+        }
+        unknown
     }
 
     /// Removes managed containers whose owning server process is gone (a
