@@ -138,35 +138,9 @@ impl PodmanClient {
             .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         req.headers_mut()
             .insert(header::UPGRADE, HeaderValue::from_static("tcp"));
-        let (mut sender, conn) = self.dedicated_connection().await?;
-        let conn = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let resp = match tokio::time::timeout(self.call_timeout, sender.send_request(req)).await {
-            Err(_) => {
-                conn.abort();
-                return Err(PodmanError::Timeout {
-                    what,
-                    secs: self.call_timeout.as_secs(),
-                });
-            }
-            Ok(Err(e)) => {
-                conn.abort();
-                return Err(PodmanError::transport(what, e));
-            }
-            Ok(Ok(resp)) => resp,
-        };
-        let status = resp.status();
-        if status != StatusCode::SWITCHING_PROTOCOLS {
-            let bytes = self.collect(&what, resp.into_body()).await;
-            conn.abort();
-            return Err(PodmanError::from_reply(
-                "POST",
-                &path,
-                status.as_u16(),
-                &bytes?,
-            ));
-        }
+        let (resp, conn) = self
+            .send_dedicated(req, &path, StatusCode::SWITCHING_PROTOCOLS)
+            .await?;
         let upgraded = match tokio::time::timeout(self.call_timeout, hyper::upgrade::on(resp)).await
         {
             Ok(Ok(u)) => u,

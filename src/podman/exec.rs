@@ -200,37 +200,7 @@ impl PodmanClient {
         // 4.3.1 rejects an empty body; `{}` or this works.
         let (ctype, body) = json_body(&path, &StartBody { detach: false, tty })?;
         let req = self.request(Method::POST, &path, Some((ctype, body)), false)?;
-        let (mut sender, conn) = self.dedicated_connection().await?;
-        let conn = tokio::spawn(async move {
-            // Ends at EOF of the hijacked stream; errors surface in the body.
-            let _ = conn.await;
-        });
-        let resp = match tokio::time::timeout(self.call_timeout, sender.send_request(req)).await {
-            Err(_) => {
-                conn.abort();
-                return Err(PodmanError::Timeout {
-                    what: format!("POST {path}"),
-                    secs: self.call_timeout.as_secs(),
-                });
-            }
-            Ok(Err(e)) => {
-                conn.abort();
-                return Err(PodmanError::transport(format!("POST {path}"), e));
-            }
-            Ok(Ok(resp)) => resp,
-        };
-        let status = resp.status();
-        if status != StatusCode::OK {
-            let what = format!("POST {path}");
-            let bytes = self.collect(&what, resp.into_body()).await;
-            conn.abort();
-            return Err(PodmanError::from_reply(
-                "POST",
-                &path,
-                status.as_u16(),
-                &bytes?,
-            ));
-        }
+        let (resp, conn) = self.send_dedicated(req, &path, StatusCode::OK).await?;
         Ok(ExecStream {
             body: resp.into_body(),
             decoder: FrameDecoder::new(if tty {
@@ -242,6 +212,50 @@ impl PodmanClient {
             done: false,
             conn,
         })
+    }
+
+    /// Sends a `POST` that takes its connection over (a hijacked or
+    /// upgraded exec start) on a connection of its own, bounded by the call
+    /// timeout. A status other than `want` is Podman's JSON error. Returns
+    /// the response and the task driving the connection.
+    pub(super) async fn send_dedicated(
+        &self,
+        req: http::Request<super::ReqBody>,
+        path: &str,
+        want: StatusCode,
+    ) -> Result<(http::Response<Incoming>, JoinHandle<()>), PodmanError> {
+        let what = format!("POST {path}");
+        let (mut sender, conn) = self.dedicated_connection().await?;
+        let conn = tokio::spawn(async move {
+            // Ends at EOF of the hijacked stream; errors surface in the body.
+            let _ = conn.await;
+        });
+        let resp = match tokio::time::timeout(self.call_timeout, sender.send_request(req)).await {
+            Err(_) => {
+                conn.abort();
+                return Err(PodmanError::Timeout {
+                    what,
+                    secs: self.call_timeout.as_secs(),
+                });
+            }
+            Ok(Err(e)) => {
+                conn.abort();
+                return Err(PodmanError::transport(what, e));
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        let status = resp.status();
+        if status != want {
+            let bytes = self.collect(&what, resp.into_body()).await;
+            conn.abort();
+            return Err(PodmanError::from_reply(
+                "POST",
+                path,
+                status.as_u16(),
+                &bytes?,
+            ));
+        }
+        Ok((resp, conn))
     }
 
     /// Opens a fresh HTTP/1 connection outside the pool (upgradable: a
