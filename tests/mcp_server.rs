@@ -301,6 +301,14 @@ async fn warm_pool_serves_first_calls_and_refills() {
             == 1
     })
     .await;
+    // Ready: started, with its executor (a session arriving before that
+    // gets a container of its own).
+    wait_for(
+        Duration::from_secs(10),
+        "the pooled container ready",
+        || async { srv.logs().contains("warm pool: container ready") },
+    )
+    .await;
     let pooled = srv.containers(&podman).await[0].id.clone();
 
     let client = connect(&srv.url).await;
@@ -357,7 +365,10 @@ async fn sweep_removes_containers_no_sandbox_holds() {
         || async { podman.inspect_container(&stray).await.is_err() },
     )
     .await;
-    assert!(srv.logs().contains("removed a container no sandbox holds"));
+    wait_for(Duration::from_secs(5), "the sweep's log line", || async {
+        srv.logs().contains("removed a container no sandbox holds")
+    })
+    .await;
     assert_eq!(run(&client, "echo still").await.output, "still\n");
     assert_eq!(count(&podman, &srv).await, 1);
     client.cancel().await.expect("close");

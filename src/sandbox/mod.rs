@@ -575,6 +575,7 @@ impl SandboxManager {
                                 warn!(container = %c.name, "warm pool: executor not started: {e}");
                             }
                         }
+                        info!(container = %c.name, "warm pool: container ready");
                         permit.send(c)
                     }
                     Err(e) => {
