@@ -1,5 +1,6 @@
 //! The server's side of the executor protocol: one connection per sandbox
-//! (a duplex exec of the agent), calls multiplexed by id. Everything the
+//! (attached to the agent, which runs as the container's main process),
+//! calls multiplexed by id. Everything the
 //! agent sends is untrusted — the sandboxed command is root in its
 //! container and can kill or replace the agent — so every frame is bounded,
 //! every call's channel is bounded, and deadlines are the caller's.
@@ -16,30 +17,28 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::protocol::{self, Frame, FrameDecoder, Request};
-use crate::podman::{
-    DuplexReader, DuplexWriter, ExecConfig, PodmanClient, PodmanError, StreamKind,
-};
+use crate::podman::{DuplexReader, DuplexWriter, PodmanClient, PodmanError, StreamKind};
 
-/// How long the agent may take to say HELLO.
+/// How long the agent may take to answer its first ping.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames a call may have queued (progress is dropped, never queued, when
 /// the call's reader is behind).
 const CALL_QUEUE: usize = 16;
 /// What the agent may print on stderr that is kept for an error message.
 const STDERR_KEEP: usize = 2048;
-/// Detach keys for the agent's exec: its stdin carries printable ASCII and
-/// `\n` only, which never contain ctrl-^.
+/// Detach keys for the attach: the agent's stdin carries printable ASCII
+/// and `\n` only, which never contain ctrl-^.
 const DETACH_KEYS: &str = "ctrl-^";
 
 /// Why the executor could not be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExecutorError {
-    /// Podman failed creating or starting the agent's exec.
+    /// Podman failed attaching to the agent.
     #[error("starting the executor: {0}")]
     Podman(#[from] PodmanError),
-    /// The agent did not greet in time or spoke another protocol.
-    #[error("the executor did not start: {0}")]
+    /// The agent did not answer in time or spoke another protocol.
+    #[error("the executor did not answer: {0}")]
     NoHello(String),
     /// The connection is gone (the agent exited or was killed).
     #[error("the executor in the sandbox stopped")]
@@ -132,43 +131,45 @@ impl Drop for CallHandle {
 }
 
 impl ExecutorConn {
-    /// Starts the agent at `agent_path` in container `container` as one
-    /// long-lived exec and waits for its HELLO. Calls may keep at most
-    /// `max_output` bytes of output.
+    /// Connects to the agent running as container `container`'s main
+    /// process (its stdin kept open): attaches to it and waits until it
+    /// answers a ping. Works on a fresh container and on one whose agent
+    /// already runs (a connection that was lost), since the HELLO it sent
+    /// at start may have gone to the container's log. Calls may keep at
+    /// most `max_output` bytes of output.
     ///
     /// # Errors
     /// See [`ExecutorError`].
-    pub async fn start(
+    pub async fn attach(
         podman: &PodmanClient,
         container: &str,
-        agent_path: &str,
         max_output: usize,
     ) -> Result<Arc<Self>, ExecutorError> {
-        let mut cfg = ExecConfig::command([agent_path]);
-        cfg.attach_stdin = true;
-        cfg.detach_keys = Some(DETACH_KEYS.into());
-        let exec = podman.create_exec(container, &cfg).await?;
-        let (mut reader, writer) = podman.start_exec_duplex(&exec).await?;
+        let (mut reader, mut writer) = podman.attach_duplex(container, DETACH_KEYS).await?;
         // Head, tail and the fixed fields, plus slack.
         let max_payload = u32::try_from(max_output.saturating_add(4096)).unwrap_or(u32::MAX);
         let mut decoder = FrameDecoder::with_max_payload(max_payload);
+        writer
+            .write_all(&protocol::encode_request(&Request::Ping { id: 0 }))
+            .await?;
         let mut stderr = Vec::new();
-        let hello = tokio::time::timeout(HELLO_TIMEOUT, async {
+        let ready = tokio::time::timeout(HELLO_TIMEOUT, async {
             loop {
                 match reader.next_chunk().await {
                     Some(Ok(c)) if c.stream == StreamKind::Stdout => {
                         decoder.push(&c.data);
-                        match decoder.next_frame() {
-                            Ok(Some(Frame::Hello { version, .. }))
-                                if version == protocol::VERSION =>
-                            {
-                                return Ok(());
+                        loop {
+                            match decoder.next_frame() {
+                                Ok(Some(Frame::Pong { id: 0 })) => return Ok(()),
+                                Ok(Some(Frame::Hello { version, .. }))
+                                    if version != protocol::VERSION =>
+                                {
+                                    return Err(format!("protocol version {version}"));
+                                }
+                                Ok(Some(_)) => {}
+                                Ok(None) => break,
+                                Err(e) => return Err(e.to_string()),
                             }
-                            Ok(Some(other)) => {
-                                return Err(format!("unexpected first frame {other:?}"));
-                            }
-                            Ok(None) => {}
-                            Err(e) => return Err(e.to_string()),
                         }
                     }
                     Some(Ok(c)) => keep(&mut stderr, &c.data),
@@ -185,10 +186,10 @@ impl ExecutorConn {
             }
         })
         .await;
-        match hello {
+        match ready {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(ExecutorError::NoHello(e)),
-            Err(_) => return Err(ExecutorError::NoHello("no HELLO within 5 s".into())),
+            Err(_) => return Err(ExecutorError::NoHello("no answer within 5 s".into())),
         }
         let conn = Arc::new(ExecutorConn {
             writer: AsyncMutex::new(writer),

@@ -25,6 +25,9 @@ pub struct ContainerSpec {
     /// Entrypoint override.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
+    /// Keep the main process's stdin open (for attaching to it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<bool>,
     /// Run an init (catatonit) as PID 1 that reaps zombies and forwards signals.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<bool>,

@@ -131,15 +131,45 @@ impl PodmanClient {
         exec_id: &str,
     ) -> Result<(DuplexReader, DuplexWriter), PodmanError> {
         let path = api(&format!("/exec/{}/start", encode(exec_id)));
-        let what = format!("POST {path}");
         let (ctype, body) = json_body(&path, &serde_json::json!({"Detach": false, "Tty": false}))?;
-        let mut req = self.request(Method::POST, &path, Some((ctype, body)), false)?;
+        self.upgrade(&path, Some((ctype, body))).await
+    }
+
+    /// `POST /containers/{id}/attach` with stdin, stdout and stderr, upgraded
+    /// to a raw duplex socket, with the detach keys moved to `detach_keys`.
+    /// Works on a created container before its start (nothing it prints is
+    /// missed then); the container needs `stdin: true` for its stdin to be
+    /// open.
+    ///
+    /// # Errors
+    /// As [`PodmanClient::start_exec_duplex`].
+    pub async fn attach_duplex(
+        &self,
+        id: &str,
+        detach_keys: &str,
+    ) -> Result<(DuplexReader, DuplexWriter), PodmanError> {
+        let path = api(&format!(
+            "/containers/{}/attach?stream=true&stdin=true&stdout=true&stderr=true&detachKeys={}",
+            encode(id),
+            encode(detach_keys)
+        ));
+        self.upgrade(&path, None).await
+    }
+
+    /// A `POST` whose 101 reply turns the connection into a duplex stream.
+    async fn upgrade(
+        &self,
+        path: &str,
+        body: Option<(&'static str, Bytes)>,
+    ) -> Result<(DuplexReader, DuplexWriter), PodmanError> {
+        let what = format!("POST {path}");
+        let mut req = self.request(Method::POST, path, body, false)?;
         req.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         req.headers_mut()
             .insert(header::UPGRADE, HeaderValue::from_static("tcp"));
         let (resp, conn) = self
-            .send_dedicated(req, &path, StatusCode::SWITCHING_PROTOCOLS)
+            .send_dedicated(req, path, StatusCode::SWITCHING_PROTOCOLS)
             .await?;
         let upgraded = match tokio::time::timeout(self.call_timeout, hyper::upgrade::on(resp)).await
         {

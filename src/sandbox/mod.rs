@@ -24,7 +24,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::executor::client::{ExecutorConn, ExecutorError};
-use crate::executor::image::AGENT_PATH;
 use crate::podman::{PodmanClient, PodmanError};
 use agent_run::AgentFailure;
 pub use run::{ExecOptions, ExecOutcome, Progress};
@@ -54,6 +53,13 @@ impl fmt::Debug for SandboxKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SandboxKey::{}(..)", self.kind())
     }
+}
+
+/// Why creating a container failed.
+#[derive(Debug)]
+enum CreateError {
+    Podman(PodmanError),
+    Agent(ExecutorError),
 }
 
 /// Why a sandbox call failed, in words a model can act on.
@@ -175,6 +181,9 @@ struct Inner {
     /// The executor is used (it exists in the template and has not been
     /// found unable to run here).
     executor_on: AtomicBool,
+    /// Some sandbox's agent has answered: a later failure is that
+    /// sandbox's, not the platform's.
+    executor_proven: AtomicBool,
     /// Slots holding a container, or creating one: bounded by
     /// `max_sandboxes`.
     live: AtomicUsize,
@@ -215,6 +224,7 @@ impl SandboxManager {
                 max_sandboxes: limits.max_sandboxes.max(1),
                 max_queued: limits.max_queued_per_sandbox,
                 executor_on: AtomicBool::new(executor_on),
+                executor_proven: AtomicBool::new(false),
                 live: AtomicUsize::new(0),
                 slots: Mutex::new(Slots::default()),
                 pool: Mutex::new(None),
@@ -273,13 +283,9 @@ impl SandboxManager {
                 }
                 Err(ExecutorError::Podman(e)) => return Err(SandboxError::Exec(e)),
                 Err(e) => {
-                    // The agent cannot run here (another architecture, a
-                    // noexec mount...): one exec per call from now on.
-                    if self.inner.executor_on.swap(false, Ordering::Relaxed) {
-                        warn!(
-                            "the executor cannot run in this sandbox ({e}); falling back to one exec per call"
-                        );
-                    }
+                    // This sandbox's agent does not answer (replaced by the
+                    // command?): this call runs as an exec of its own.
+                    warn!(container = %container.name, "the sandbox's executor does not answer ({e}); running this call as an exec");
                 }
             }
         }
@@ -333,9 +339,10 @@ impl SandboxManager {
         waited
     }
 
-    /// The container's executor, (re)started when it is not running: a
-    /// command may have killed it, or stopped the whole container (`kill -9
-    /// -1` ends its init too), which is then started again with its files.
+    /// The container's executor, reconnected when the connection is gone:
+    /// a command may have killed the agent, or stopped the whole container
+    /// (`kill -9 -1`; the agent is its main process, so its death stops the
+    /// container too), which is then started again with its files.
     async fn executor_for(&self, c: &Container) -> Result<Arc<ExecutorConn>, ExecutorError> {
         let mut slot = c.executor.lock().await;
         if let Some(conn) = &*slot {
@@ -344,14 +351,28 @@ impl SandboxManager {
             }
         }
         let podman = &self.inner.podman;
-        if slot.is_some() {
-            let info = podman.inspect_container(&c.id).await?;
-            if !info.state.running {
-                info!(container = %c.name, "restarting the stopped sandbox container");
-                podman.start_container(&c.id).await?;
-            }
+        let info = podman.inspect_container(&c.id).await?;
+        if !info.state.running {
+            info!(container = %c.name, "restarting the stopped sandbox container");
+            podman.start_container(&c.id).await?;
         }
-        let conn = ExecutorConn::start(podman, &c.id, AGENT_PATH, self.inner.max_output).await?;
+        let conn = match ExecutorConn::attach(podman, &c.id, self.inner.max_output).await {
+            Err(ExecutorError::NoHello(e)) if info.state.running => {
+                // The container runs but its agent does not answer (hung,
+                // or replaced by the command): restart the container.
+                warn!(container = %c.name, "the sandbox's executor does not answer ({e}); restarting the container");
+                let _ = podman.kill_container(&c.id, "KILL").await;
+                for _ in 0..100 {
+                    if !podman.inspect_container(&c.id).await?.state.running {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                podman.start_container(&c.id).await?;
+                ExecutorConn::attach(podman, &c.id, self.inner.max_output).await?
+            }
+            other => other?,
+        };
         *slot = Some(conn.clone());
         Ok(conn)
     }
@@ -525,21 +546,74 @@ impl SandboxManager {
     }
 
     async fn create(&self, tag: &str, kind: &str) -> Result<Container, SandboxError> {
+        if self.inner.executor_on.load(Ordering::Relaxed) {
+            match self.create_one(tag, kind, true).await {
+                Ok(c) => return Ok(c),
+                // The agent cannot run here (another architecture, a
+                // noexec mount...): one exec per call from now on, unless
+                // some sandbox has run it before (then this one is odd).
+                Err(CreateError::Agent(e))
+                    if !self.inner.executor_proven.load(Ordering::Relaxed) =>
+                {
+                    if self.inner.executor_on.swap(false, Ordering::Relaxed) {
+                        warn!(
+                            "the executor cannot run in sandboxes ({e}); falling back to one exec per call"
+                        );
+                    }
+                }
+                Err(CreateError::Agent(e)) => return Err(SandboxError::Refused(e.to_string())),
+                Err(CreateError::Podman(e)) => return Err(SandboxError::Create(e)),
+            }
+        }
+        self.create_one(tag, kind, false)
+            .await
+            .map_err(|e| match e {
+                CreateError::Podman(e) => SandboxError::Create(e),
+                CreateError::Agent(e) => SandboxError::Refused(e.to_string()),
+            })
+    }
+
+    /// Creates and starts one container, with the agent as its main
+    /// process and connected when `agent`; a failed one is removed.
+    async fn create_one(
+        &self,
+        tag: &str,
+        kind: &str,
+        agent: bool,
+    ) -> Result<Container, CreateError> {
         let podman = &self.inner.podman;
         let name = format!("pod-exec-{}", crate::random_hex(8));
-        let spec = self.inner.template.spec(&name, tag, kind, &self.inner.me);
+        let mut spec = self.inner.template.spec(&name, tag, kind, &self.inner.me);
+        if agent {
+            spec = self.inner.template.with_agent(spec);
+        }
         let t = Instant::now();
         let id = podman
             .create_container(&spec)
             .await
-            .map_err(SandboxError::Create)?;
-        if let Err(e) = podman.start_container(&id).await {
+            .map_err(CreateError::Podman)?;
+        let container = Container::new(id, name);
+        let ready = async {
+            podman
+                .start_container(&container.id)
+                .await
+                .map_err(CreateError::Podman)?;
+            if agent {
+                let conn = ExecutorConn::attach(podman, &container.id, self.inner.max_output)
+                    .await
+                    .map_err(CreateError::Agent)?;
+                self.inner.executor_proven.store(true, Ordering::Relaxed);
+                *container.executor.lock().await = Some(conn);
+            }
+            Ok::<(), CreateError>(())
+        };
+        if let Err(e) = ready.await {
             // Don't leave a created-but-dead container behind.
-            let _ = podman.remove_container(&id, true).await;
-            return Err(SandboxError::Create(e));
+            let _ = podman.remove_container(&container.id, true).await;
+            return Err(e);
         }
-        info!(sandbox = tag, container = %name, ms = t.elapsed().as_millis() as u64, "container created");
-        Ok(Container::new(id, name))
+        info!(sandbox = tag, container = %container.name, ms = t.elapsed().as_millis() as u64, agent, "container created");
+        Ok(container)
     }
 
     /// Keeps `size` started containers ready so a new session's first call
@@ -568,13 +642,9 @@ impl SandboxManager {
                         return;
                     }
                     Ok(c) => {
-                        // The executor too, so a session's first call
-                        // costs one round trip, not an exec.
-                        if this.inner.executor_on.load(Ordering::Relaxed) {
-                            if let Err(e) = this.executor_for(&c).await {
-                                warn!(container = %c.name, "warm pool: executor not started: {e}");
-                            }
-                        }
+                        // Started, with its executor connected (create
+                        // does both): a session's first call costs one
+                        // round trip.
                         info!(container = %c.name, "warm pool: container ready");
                         permit.send(c)
                     }

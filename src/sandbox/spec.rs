@@ -56,6 +56,19 @@ impl SandboxTemplate {
         self.executor_volume.is_some()
     }
 
+    /// `spec` with the executor as the container's main process (under the
+    /// init, stdin kept open for the server to attach to): starting the
+    /// container starts the agent, with no exec of its own. Unchanged when
+    /// there is no executor.
+    pub fn with_agent(&self, mut spec: ContainerSpec) -> ContainerSpec {
+        if let Some(volume) = &self.executor_volume {
+            spec.volumes.push(crate::executor::image::volume(volume));
+            spec.command = vec![crate::executor::image::AGENT_PATH.into()];
+            spec.stdin = Some(true);
+        }
+        spec
+    }
+
     /// The confinement settings.
     pub fn hardening(&self) -> &Hardening {
         &self.hardening
@@ -105,9 +118,6 @@ impl SandboxTemplate {
             no_new_privileges: Some(true),
             ..Default::default()
         };
-        if let Some(volume) = &self.executor_volume {
-            spec.volumes.push(crate::executor::image::volume(volume));
-        }
         spec.labels.insert(labels::MANAGED.into(), "true".into());
         spec.labels
             .insert(labels::INSTANCE.into(), me.instance.clone());
