@@ -1,16 +1,110 @@
-//! One call through the sandbox's resident executor: send it, forward
-//! progress, pass a cancel on, and enforce the deadline on this side too —
-//! the agent is inside the sandbox and may have been killed or replaced by
-//! the command it runs.
+//! Calls through the sandbox's resident executor: keeping its connection
+//! (reattached, or the container restarted, when it is gone), and one call
+//! — send it, forward progress, pass a cancel on, and enforce the deadline
+//! on this side too: the agent is inside the sandbox and may have been
+//! killed or replaced by the command it runs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep_until};
 
+use tracing::{info, warn};
+
 use super::output;
-use super::run::{ExecOptions, ExecOutcome, Progress};
-use crate::executor::client::{CallEvent, ExecutorConn, RunRequest};
+use super::run::{self, ExecOptions, ExecOutcome, Progress};
+use super::{Container, SandboxError, SandboxKey, SandboxManager, gone};
+use crate::executor::client::{CallEvent, ExecutorConn, ExecutorError, RunRequest};
+
+impl SandboxManager {
+    /// The container's executor, reconnected when the connection is gone:
+    /// a command may have killed the agent, or stopped the whole container
+    /// (`kill -9 -1`; the agent is its main process, so its death stops the
+    /// container too), which is then started again with its files.
+    pub(super) async fn executor_for(
+        &self,
+        c: &Container,
+    ) -> Result<Arc<ExecutorConn>, ExecutorError> {
+        let mut slot = c.executor.lock().await;
+        if let Some(conn) = &*slot {
+            if !conn.is_closed() {
+                return Ok(conn.clone());
+            }
+        }
+        let podman = &self.inner.podman;
+        let info = podman.inspect_container(&c.id).await?;
+        if !info.state.running {
+            info!(container = %c.name, "restarting the stopped sandbox container");
+            podman.start_container(&c.id).await?;
+        }
+        let conn = match ExecutorConn::attach(podman, &c.id, self.inner.max_output).await {
+            Err(ExecutorError::NoHello(e)) if info.state.running => {
+                // The container runs but its agent does not answer (hung,
+                // or replaced by the command): restart the container.
+                warn!(container = %c.name, "the sandbox's executor does not answer ({e}); restarting the container");
+                let _ = podman.kill_container(&c.id, "KILL").await;
+                for _ in 0..100 {
+                    if !podman.inspect_container(&c.id).await?.state.running {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                podman.start_container(&c.id).await?;
+                ExecutorConn::attach(podman, &c.id, self.inner.max_output).await?
+            }
+            other => other?,
+        };
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    pub(super) async fn exec_via_agent(
+        &self,
+        key: &SandboxKey,
+        c: &Container,
+        conn: &Arc<ExecutorConn>,
+        command: &str,
+        opts: ExecOptions,
+    ) -> Result<ExecOutcome, SandboxError> {
+        let podman = &self.inner.podman;
+        match run_call(conn, command, self.inner.max_output, opts).await {
+            Ok(outcome) => Ok(outcome),
+            Err(AgentFailure::Refused(m)) => Err(SandboxError::Refused(m)),
+            Err(AgentFailure::Died { token }) => {
+                match podman.inspect_container(&c.id).await {
+                    Err(e) if gone(&e) => {
+                        self.forget(key, c).await;
+                        Err(SandboxError::Gone)
+                    }
+                    Ok(info) if info.state.running => {
+                        // The agent died but the container runs: what the
+                        // call started may still run.
+                        let _ = run::kill(podman, &c.id, &token).await;
+                        Err(SandboxError::ExecutorDied)
+                    }
+                    _ => Err(SandboxError::ExecutorDied),
+                }
+            }
+            Err(AgentFailure::Unresponsive { token, cancelled }) => {
+                // The agent missed the deadline by a wide margin: it is
+                // not trusted with later calls.
+                warn!(container = %c.name, "the executor did not answer by the deadline; restarting it");
+                conn.close().await;
+                let how = run::kill(podman, &c.id, &token).await;
+                Ok(ExecOutcome {
+                    output: output::render_parts(&[], &[], 0),
+                    retval: match how.as_deref() {
+                        Ok("none" | "term") => run::RETVAL_TERM,
+                        _ => run::RETVAL_KILL,
+                    },
+                    timed_out: !cancelled,
+                    cancelled,
+                    sandbox: String::new(),
+                })
+            }
+        }
+    }
+}
 
 /// How long past its deadline (or a cancel) the server waits for the
 /// agent's answer: the agent's own kill takes a second of SIGTERM grace

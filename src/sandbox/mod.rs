@@ -9,6 +9,8 @@ mod agent_run;
 pub mod hardening;
 pub mod output;
 pub mod owner;
+mod pool;
+mod reaping;
 pub mod run;
 pub mod spec;
 
@@ -25,10 +27,9 @@ use tracing::{info, warn};
 
 use crate::executor::client::{ExecutorConn, ExecutorError};
 use crate::podman::{PodmanClient, PodmanError};
-use agent_run::AgentFailure;
 pub use run::{ExecOptions, ExecOutcome, Progress};
 
-use owner::{Identity, Liveness, labels};
+use owner::{Identity, labels};
 use spec::SandboxTemplate;
 
 /// Whose sandbox it is. The strings are bearer secrets: `Debug` hides them.
@@ -339,91 +340,6 @@ impl SandboxManager {
         waited
     }
 
-    /// The container's executor, reconnected when the connection is gone:
-    /// a command may have killed the agent, or stopped the whole container
-    /// (`kill -9 -1`; the agent is its main process, so its death stops the
-    /// container too), which is then started again with its files.
-    async fn executor_for(&self, c: &Container) -> Result<Arc<ExecutorConn>, ExecutorError> {
-        let mut slot = c.executor.lock().await;
-        if let Some(conn) = &*slot {
-            if !conn.is_closed() {
-                return Ok(conn.clone());
-            }
-        }
-        let podman = &self.inner.podman;
-        let info = podman.inspect_container(&c.id).await?;
-        if !info.state.running {
-            info!(container = %c.name, "restarting the stopped sandbox container");
-            podman.start_container(&c.id).await?;
-        }
-        let conn = match ExecutorConn::attach(podman, &c.id, self.inner.max_output).await {
-            Err(ExecutorError::NoHello(e)) if info.state.running => {
-                // The container runs but its agent does not answer (hung,
-                // or replaced by the command): restart the container.
-                warn!(container = %c.name, "the sandbox's executor does not answer ({e}); restarting the container");
-                let _ = podman.kill_container(&c.id, "KILL").await;
-                for _ in 0..100 {
-                    if !podman.inspect_container(&c.id).await?.state.running {
-                        break;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-                podman.start_container(&c.id).await?;
-                ExecutorConn::attach(podman, &c.id, self.inner.max_output).await?
-            }
-            other => other?,
-        };
-        *slot = Some(conn.clone());
-        Ok(conn)
-    }
-
-    async fn exec_via_agent(
-        &self,
-        key: &SandboxKey,
-        c: &Container,
-        conn: &Arc<ExecutorConn>,
-        command: &str,
-        opts: ExecOptions,
-    ) -> Result<ExecOutcome, SandboxError> {
-        let podman = &self.inner.podman;
-        match agent_run::run_call(conn, command, self.inner.max_output, opts).await {
-            Ok(outcome) => Ok(outcome),
-            Err(AgentFailure::Refused(m)) => Err(SandboxError::Refused(m)),
-            Err(AgentFailure::Died { token }) => {
-                match podman.inspect_container(&c.id).await {
-                    Err(e) if gone(&e) => {
-                        self.forget(key, c).await;
-                        Err(SandboxError::Gone)
-                    }
-                    Ok(info) if info.state.running => {
-                        // The agent died but the container runs: what the
-                        // call started may still run.
-                        let _ = run::kill(podman, &c.id, &token).await;
-                        Err(SandboxError::ExecutorDied)
-                    }
-                    _ => Err(SandboxError::ExecutorDied),
-                }
-            }
-            Err(AgentFailure::Unresponsive { token, cancelled }) => {
-                // The agent missed the deadline by a wide margin: it is
-                // not trusted with later calls.
-                warn!(container = %c.name, "the executor did not answer by the deadline; restarting it");
-                conn.close().await;
-                let how = run::kill(podman, &c.id, &token).await;
-                Ok(ExecOutcome {
-                    output: output::render_parts(&[], &[], 0),
-                    retval: match how.as_deref() {
-                        Ok("none" | "term") => run::RETVAL_TERM,
-                        _ => run::RETVAL_KILL,
-                    },
-                    timed_out: !cancelled,
-                    cancelled,
-                    sandbox: String::new(),
-                })
-            }
-        }
-    }
-
     /// Runs one command in a sandbox made for it alone and removed after.
     ///
     /// # Errors
@@ -616,63 +532,6 @@ impl SandboxManager {
         Ok(container)
     }
 
-    /// Keeps `size` started containers ready so a new session's first call
-    /// skips create+start. Pooled containers carry `kind=pool` and their
-    /// own tag; the log line "pooled container assigned" names the session
-    /// that took one. Call once, at start-up.
-    pub fn start_pool(&self, size: usize) {
-        if size == 0 {
-            return;
-        }
-        let (tx, rx) = mpsc::channel(size);
-        let stop = CancellationToken::new();
-        let this = self.clone();
-        let token = stop.clone();
-        let filler = tokio::spawn(async move {
-            loop {
-                let permit = tokio::select! {
-                    _ = token.cancelled() => return,
-                    p = tx.reserve() => match p { Ok(p) => p, Err(_) => return },
-                };
-                // Not raced against `token`: a create dropped mid-request
-                // could still complete in Podman after the shutdown sweep.
-                match this.create(&crate::random_hex(6), "pool").await {
-                    Ok(c) if token.is_cancelled() => {
-                        let _ = this.inner.podman.remove_container(&c.id, true).await;
-                        return;
-                    }
-                    Ok(c) => {
-                        // Started, with its executor connected (create
-                        // does both): a session's first call costs one
-                        // round trip.
-                        info!(container = %c.name, "warm pool: container ready");
-                        permit.send(c)
-                    }
-                    Err(e) => {
-                        drop(permit);
-                        warn!("warm pool: {e}; retrying in 1 s");
-                        tokio::select! {
-                            _ = token.cancelled() => return,
-                            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                        }
-                    }
-                }
-            }
-        });
-        *self.pool() = Some(Pool {
-            ready: Arc::new(AsyncMutex::new(rx)),
-            stop,
-            filler,
-        });
-    }
-
-    /// A ready pooled container, if one is waiting (never waits for one).
-    async fn claim_pooled(&self) -> Option<Container> {
-        let ready = self.pool().as_ref().map(|p| p.ready.clone())?;
-        let mut rx = ready.lock().await;
-        rx.try_recv().ok()
-    }
-
     /// Whether the container still exists and runs (an error in between,
     /// e.g. a stream cut by a removal, is judged by this).
     async fn running(&self, c: &Container) -> bool {
@@ -799,117 +658,6 @@ impl SandboxManager {
             }
             Err(e) => warn!("shutdown sweep: cannot list containers: {e}"),
         }
-    }
-
-    /// Reconciles this instance's containers with the sandboxes it knows,
-    /// every `every` until `stop`: a container no sandbox holds (its
-    /// removal failed, e.g. Podman was down when the session ended) is
-    /// removed when it is still unknown at the next sweep — two strikes, so
-    /// a container whose creation is just finishing is never taken.
-    pub async fn sweep_every(self, every: std::time::Duration, stop: CancellationToken) {
-        let mut suspects = std::collections::HashSet::new();
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-            suspects = self.sweep(&suspects).await;
-        }
-    }
-
-    /// One sweep; returns the containers unknown this time.
-    async fn sweep(
-        &self,
-        suspects: &std::collections::HashSet<String>,
-    ) -> std::collections::HashSet<String> {
-        let instance = format!("{}={}", labels::INSTANCE, self.inner.me.instance);
-        let managed = format!("{}=true", labels::MANAGED);
-        let Ok(list) = self
-            .inner
-            .podman
-            .list_containers(&[managed.as_str(), instance.as_str()])
-            .await
-        else {
-            // Podman is away: try again next time, with the same suspects.
-            return suspects.clone();
-        };
-        let slots: Vec<Arc<Slot>> = self.slots().map.values().cloned().collect();
-        let mut known = std::collections::HashSet::new();
-        for slot in slots {
-            // A slot busy creating its container is not read; its
-            // container survives one strike.
-            if let Ok(state) = slot.state.try_lock() {
-                if let SlotState::Ready(c) = &*state {
-                    known.insert(c.id.clone());
-                }
-            }
-        }
-        let mut unknown = std::collections::HashSet::new();
-        for c in list {
-            // Pooled containers belong to the pool until a session takes one.
-            if known.contains(&c.id)
-                || c.labels.get(labels::KIND).map(String::as_str) == Some("pool")
-            {
-                continue;
-            }
-            if suspects.contains(&c.id) {
-                match self.remove_retrying(&c.id).await {
-                    Ok(()) => info!(container = %c.id, "removed a container no sandbox holds"),
-                    Err(e) => {
-                        warn!(container = %c.id, "could not remove a container no sandbox holds: {e}");
-                        unknown.insert(c.id);
-                    }
-                }
-            } else {
-                unknown.insert(c.id);
-            }
-        }
-        unknown
-    }
-
-    /// Removes managed containers whose owning server process is gone (a
-    /// crashed or killed predecessor on this machine). Only containers
-    /// carrying the managed label are looked at. Returns how many were
-    /// removed.
-    ///
-    /// # Errors
-    /// Listing failed.
-    pub async fn reap_stale(&self) -> Result<usize, PodmanError> {
-        let managed = format!("{}=true", labels::MANAGED);
-        let list = self
-            .inner
-            .podman
-            .list_containers(&[managed.as_str()])
-            .await?;
-        let me = self.inner.me.owner.clone();
-        let stale: Vec<_> = list
-            .into_iter()
-            .filter(|c| c.labels.get(labels::INSTANCE) != Some(&self.inner.me.instance))
-            .filter(|c| {
-                c.labels
-                    .get(labels::OWNER)
-                    .is_some_and(|o| owner::liveness(o, me.as_deref()) == Liveness::Dead)
-            })
-            .collect();
-        let removes = stale.iter().map(|c| async {
-            let r = self.inner.podman.remove_container(&c.id, true).await;
-            if let Err(e) = &r {
-                warn!(container = %c.id, "could not remove stale container: {e}");
-            }
-            r.is_ok()
-        });
-        let removed = futures::future::join_all(removes)
-            .await
-            .into_iter()
-            .filter(|ok| *ok)
-            .count();
-        if removed > 0 {
-            info!(
-                removed,
-                "removed containers left by server instances that are gone"
-            );
-        }
-        Ok(removed)
     }
 
     /// Number of live sandboxes (for logs and tests).
