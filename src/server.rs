@@ -325,7 +325,14 @@ async fn executor_volume(
     }
     let name = format!("pod-exec-fill-{}", crate::random_hex(8));
     let helper = template.spec(&name, "executor-fill", "helper", me);
-    match crate::executor::image::ensure_volume(podman, crate::executor::AGENT, helper).await {
+    match crate::executor::image::ensure_volume(
+        podman,
+        crate::executor::AGENT,
+        crate::executor::AGENT_SHA256_HEX,
+        helper,
+    )
+    .await
+    {
         Ok(volume) => {
             info!(%volume, "executor on");
             Some(volume)

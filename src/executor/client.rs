@@ -222,11 +222,6 @@ impl ExecutorConn {
         self.closed.is_cancelled()
     }
 
-    /// Resolves when the connection is gone.
-    pub async fn closed(&self) {
-        self.closed.cancelled().await;
-    }
-
     /// Sends a call.
     ///
     /// # Errors

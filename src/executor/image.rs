@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use tracing::info;
 
 use crate::podman::{ContainerSpec, NamedVolume, PodmanClient, PodmanError};
@@ -21,12 +20,12 @@ const FILE_NAME: &str = "pod-exec-executor";
 /// Where the helper container sees the volume.
 const HELPER_DIR: &str = "/pod-exec-mcp-fill";
 
-/// The volume name for this agent build: named by its hash, so a new
-/// server version brings its own and never runs an old agent.
-pub fn volume_name(agent: &[u8]) -> String {
-    let hash = Sha256::digest(agent);
-    let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("pod-exec-mcp-executor-{hex}")
+/// The volume name for the agent whose SHA-256 is `sha256_hex` (build.rs
+/// computes it: [`crate::executor::AGENT_SHA256_HEX`]): named by its hash,
+/// so a new server version brings its own and never runs an old agent.
+pub fn volume_name(sha256_hex: &str) -> String {
+    let short: String = sha256_hex.chars().take(16).collect();
+    format!("pod-exec-mcp-executor-{short}")
 }
 
 /// The mount every sandbox gets.
@@ -48,9 +47,10 @@ pub fn volume(name: &str) -> NamedVolume {
 pub async fn ensure_volume(
     podman: &PodmanClient,
     agent: &[u8],
+    sha256_hex: &str,
     mut helper: ContainerSpec,
 ) -> Result<String, PodmanError> {
-    let name = volume_name(agent);
+    let name = volume_name(sha256_hex);
     let t = std::time::Instant::now();
     if !podman.volume_exists(&name).await? {
         let mut labels = BTreeMap::new();
@@ -113,11 +113,14 @@ mod tests {
 
     #[test]
     fn volume_is_named_by_the_agent_hash() {
-        let a = volume_name(b"one");
-        assert!(a.starts_with("pod-exec-mcp-executor-"));
-        assert_eq!(a.len(), "pod-exec-mcp-executor-".len() + 16);
-        assert_ne!(a, volume_name(b"two"));
-        assert_eq!(a, volume_name(b"one"));
+        let one = "7692c3ad3540bb803c020b3aee66cd8887123234ea0c6e7143c0add73ff431ed";
+        let a = volume_name(one);
+        assert_eq!(a, "pod-exec-mcp-executor-7692c3ad3540bb80");
+        assert_ne!(a, volume_name(&one.replace('7', "8")));
+        assert_eq!(
+            volume_name(crate::executor::AGENT_SHA256_HEX).len(),
+            "pod-exec-mcp-executor-".len() + 16
+        );
     }
 
     #[test]
