@@ -48,6 +48,13 @@ async fn plain_sh_semantics() {
     let srv = start();
     let c = connect(&srv.url).await;
     assert_eq!(run(&c, "echo $0").await.output, "/bin/sh\n");
+    // A login shell: the image's /etc/profile sets root's PATH (without
+    // forking `id`, see images/Containerfile) and leaves none of its own
+    // variables behind.
+    assert_eq!(
+        run(&c, "echo $PATH; set | grep -c __pem").await.output,
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n0\n"
+    );
     let r = run(&c, "no-such-command-xyz").await;
     assert_eq!(r.retval, 127);
     assert_eq!(r.output, "/bin/sh: 1: no-such-command-xyz: not found\n");

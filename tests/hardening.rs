@@ -323,11 +323,14 @@ async fn read_only_root_non_root_user_and_bind_mounts() {
         "id -u; pwd; touch /etc/x 2>/dev/null && echo etc-rw || echo etc-ro; \
          echo x > /tmp/y && echo tmp-ok; echo x > /work/z && echo work-ok; \
          cat /data/hello; sh -c 'echo x > /data/f' 2>/dev/null && echo data-rw || echo data-ro; \
-         echo from-sandbox > /out/f && echo out-ok; ls /sys/class/net",
+         echo from-sandbox > /out/f && echo out-ok; ls /sys/class/net; echo $PATH",
     )
     .await;
+    // The login profile gives a non-root user the non-root PATH.
     assert_eq!(
-        r.output, "1000\n/work\netc-ro\ntmp-ok\nwork-ok\nfrom the host\ndata-ro\nout-ok\nlo\n",
+        r.output,
+        "1000\n/work\netc-ro\ntmp-ok\nwork-ok\nfrom the host\ndata-ro\nout-ok\nlo\n\
+         /usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games\n",
         "{r:?}"
     );
     assert_eq!(
