@@ -26,6 +26,8 @@ use crate::transport::http::{self as http_transport, MCP_PATH};
 /// How long start-up checks may wait for Podman: start-up must fail within
 /// 2 s when Podman is not there.
 const STARTUP_CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long the start-up checks after the first answer may wait.
+const STARTUP_BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Budget for removing containers and closing connections on shutdown.
 const SHUTDOWN_BUDGET: Duration = Duration::from_secs(4);
 
@@ -155,7 +157,10 @@ impl Server {
                 });
             }
         };
-        match quick.image_exists(&config.image).await {
+        // Podman is there: what follows may take longer on a busy Podman
+        // (`info` reads its storage) without meaning it is gone.
+        let patient = podman.clone().with_call_timeout(STARTUP_BUSY_TIMEOUT);
+        match patient.image_exists(&config.image).await {
             Ok(true) => {}
             Ok(false) => {
                 return Err(StartupError::ImageMissing {
@@ -170,7 +175,7 @@ impl Server {
                 });
             }
         }
-        let host = match quick.info().await {
+        let host = match patient.info().await {
             Ok(h) => h,
             Err(e) => {
                 return Err(StartupError::PodmanUnreachable {
@@ -186,7 +191,7 @@ impl Server {
             "connected to Podman"
         );
         let mut template = SandboxTemplate::from_config(&config);
-        template.adapt_to(&quick, &host, &me).await;
+        template.adapt_to(&patient, &host, &me).await;
         let volume = executor_volume(&podman, &config, &template, &me).await;
         let template = template.with_executor_volume(volume);
         info!(

@@ -732,3 +732,58 @@ fn a_background_job_holding_the_pipe_does_not_hold_the_call() {
     assert_eq!(d.output(), "out\n");
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
 }
+
+/// `X` (a new connection takes over): the calls in flight are killed,
+/// nothing more is sent for them, and their ids are free for the new
+/// connection's calls.
+#[test]
+fn reset_kills_calls_in_flight_and_silences_them() {
+    let mut a = Agent::start();
+    a.run_with(
+        1,
+        "echo early; (sleep 1000.617; echo bg) & sleep 1000.618; echo late",
+        60_000,
+        4096,
+        true,
+    );
+    a.run_with(2, "sleep 1000.619", 60_000, 4096, false);
+    a.started(1);
+    a.started(2);
+    assert!(eventually(Duration::from_secs(3), || {
+        ["1000.617", "1000.618", "1000.619"]
+            .iter()
+            .all(|s| !pids_with_cmdline(&["sleep", s]).is_empty())
+    }));
+    a.send(b"X\nP 7\n");
+    // Whatever the old calls sent came before the PONG; drop it.
+    a.take(Duration::from_secs(5), "PONG", |f| {
+        matches!(f, Frame::Pong { id: 7 })
+    });
+    a.stash.clear();
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            ["1000.617", "1000.618", "1000.619"]
+                .iter()
+                .all(|s| pids_with_cmdline(&["sleep", s]).is_empty())
+        }),
+        "a reset leaves no process of the old calls"
+    );
+    // Id 1 again, on the "new connection": its own answer, not the old one's.
+    assert_eq!(a.run(1, "echo new").output(), "new\n");
+    // That call's own STARTED was put aside while waiting for its DONE.
+    a.stash
+        .retain(|f| !matches!(f, Frame::Started { id: 1, .. }));
+    // Nothing of the old calls arrived after the PONG (their kill ended
+    // them a while ago; a DONE would have been sent by now).
+    std::thread::sleep(Duration::from_millis(1500));
+    a.send(b"P 8\n");
+    let f = a.take(Duration::from_secs(5), "PONG", |f| {
+        matches!(f, Frame::Pong { id: 8 })
+    });
+    assert_eq!(f, Frame::Pong { id: 8 });
+    assert!(
+        a.stash.is_empty() && a.rx.try_recv().is_err(),
+        "frames of reset calls reached the new connection: {:?}",
+        a.stash
+    );
+}

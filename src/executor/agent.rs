@@ -165,13 +165,20 @@ struct ReapState {
     waiters: HashMap<i32, mpsc::Sender<Ev>>,
 }
 
+/// The agent's stdout, and the connection epoch it belongs to: a call's
+/// frames are written only while the epoch it started in is current.
+struct Out {
+    file: File,
+    epoch: u32,
+}
+
 struct Agent {
-    out: Mutex<File>,
+    out: Mutex<Out>,
     pid: i32,
     reap: Mutex<ReapState>,
     reap_cv: Condvar,
-    /// In-flight calls by id, for `K` and stdin EOF.
-    calls: Mutex<HashMap<u32, mpsc::Sender<Ev>>>,
+    /// In-flight calls by (epoch, id), for `K`, `X` and stdin EOF.
+    calls: Mutex<HashMap<(u32, u32), mpsc::Sender<Ev>>>,
     calls_cv: Condvar,
     /// Running calls' descendant sets, updated by the scanner thread.
     tracks: Mutex<Vec<Arc<Track>>>,
@@ -189,7 +196,22 @@ impl Agent {
     /// stdin EOF follows and ends the agent.
     fn send(&self, f: &Frame) {
         let bytes = protocol::encode_frame(f);
-        let _ = lock(&self.out).write_all(&bytes);
+        let _ = lock(&self.out).file.write_all(&bytes);
+    }
+
+    /// Writes a frame of a call that started in `epoch`, unless a newer
+    /// connection has taken over since (checked under the same lock as
+    /// the write, so nothing of an old call follows the reset's PONG).
+    fn send_call(&self, epoch: u32, f: &Frame) {
+        let bytes = protocol::encode_frame(f);
+        let mut out = lock(&self.out);
+        if out.epoch == epoch {
+            let _ = out.file.write_all(&bytes);
+        }
+    }
+
+    fn epoch(&self) -> u32 {
+        lock(&self.out).epoch
     }
 
     fn error(&self, id: u32, message: String) {
@@ -215,7 +237,10 @@ pub fn main() -> i32 {
     // File is never dropped either.
     let out = unsafe { File::from_raw_fd(1) };
     let agent = Arc::new(Agent {
-        out: Mutex::new(out),
+        out: Mutex::new(Out {
+            file: out,
+            epoch: 0,
+        }),
         pid: std::process::id() as i32,
         reap: Mutex::new(ReapState::default()),
         reap_cv: Condvar::new(),
@@ -289,7 +314,17 @@ fn handle_line(agent: &Arc<Agent>, line: Line) {
         Ok(Request::Ping { id }) => agent.send(&Frame::Pong { id }),
         Ok(Request::Kill { id }) => {
             // A call that already answered is not an error: K races DONE.
-            if let Some(tx) = lock(&agent.calls).get(&id) {
+            if let Some(tx) = lock(&agent.calls).get(&(agent.epoch(), id)) {
+                let _ = tx.send(Ev::Cancel);
+            }
+        }
+        Ok(Request::Reset) => {
+            {
+                let mut out = lock(&agent.out);
+                out.epoch = out.epoch.wrapping_add(1);
+            }
+            // Every call in flight is of an older epoch now.
+            for tx in lock(&agent.calls).values() {
                 let _ = tx.send(Ev::Cancel);
             }
         }
@@ -302,19 +337,22 @@ fn handle_line(agent: &Arc<Agent>, line: Line) {
             command,
         }) => {
             let (tx, rx) = mpsc::channel();
+            // Only this thread changes the epoch: it holds for the call.
+            let epoch = agent.epoch();
             {
                 let mut calls = lock(&agent.calls);
-                if calls.contains_key(&id) {
+                if calls.contains_key(&(epoch, id)) {
                     // Id 0: an ERROR for this id would claim the running
                     // call gets no DONE.
                     drop(calls);
                     agent.error(0, format!("R {id}: id already in flight"));
                     return;
                 }
-                calls.insert(id, tx.clone());
+                calls.insert((epoch, id), tx.clone());
             }
             let call = Call {
                 id,
+                epoch,
                 timeout_ms,
                 max_output,
                 progress,
@@ -324,18 +362,18 @@ fn handle_line(agent: &Arc<Agent>, line: Line) {
             let a = agent.clone();
             let spawned = spawn_thread("call", move || {
                 run_call(&a, call, tx, rx);
-                finish_call(&a, id);
+                finish_call(&a, epoch, id);
             });
             if let Err(e) = spawned {
-                finish_call(agent, id);
+                finish_call(agent, epoch, id);
                 agent.error(id, format!("cannot start a thread for the call: {e}"));
             }
         }
     }
 }
 
-fn finish_call(agent: &Agent, id: u32) {
-    lock(&agent.calls).remove(&id);
+fn finish_call(agent: &Agent, epoch: u32, id: u32) {
+    lock(&agent.calls).remove(&(epoch, id));
     agent.calls_cv.notify_all();
 }
 
@@ -391,6 +429,8 @@ fn reaper(agent: &Agent) {
 
 struct Call {
     id: u32,
+    /// The connection epoch it started in (see [`Request::Reset`]).
+    epoch: u32,
     timeout_ms: u64,
     max_output: u64,
     progress: bool,
@@ -405,7 +445,8 @@ enum End {
 }
 
 fn run_call(agent: &Arc<Agent>, call: Call, tx: mpsc::Sender<Ev>, rx: mpsc::Receiver<Ev>) {
-    let id = call.id;
+    let (id, epoch) = (call.id, call.epoch);
+    let error = |message: String| agent.send_call(epoch, &Frame::Error { id, message });
     // Keep a DONE frame decodable whatever the server asked for.
     let cap = call
         .max_output
@@ -421,15 +462,18 @@ fn run_call(agent: &Arc<Agent>, call: Call, tx: mpsc::Sender<Ev>, rx: mpsc::Rece
         Ok(x) => x,
         Err(msg) => {
             untrack(agent, &track);
-            return agent.error(id, msg);
+            return error(msg);
         }
     };
     track.set_shell(pid);
     let started = Instant::now();
-    agent.send(&Frame::Started {
-        id,
-        pid: pid as u32,
-    });
+    agent.send_call(
+        epoch,
+        &Frame::Started {
+            id,
+            pid: pid as u32,
+        },
+    );
 
     let output = Arc::new(Output::new(cap));
     let o = output.clone();
@@ -438,7 +482,7 @@ fn run_call(agent: &Arc<Agent>, call: Call, tx: mpsc::Sender<Ev>, rx: mpsc::Rece
         // The shell's exit status still reaches `rx` and is dropped.
         kill_tree(agent, &track);
         untrack(agent, &track);
-        return agent.error(id, format!("cannot start the output reader: {e}"));
+        return error(format!("cannot start the output reader: {e}"));
     }
 
     let deadline = started.checked_add(Duration::from_millis(call.timeout_ms));
@@ -456,11 +500,14 @@ fn run_call(agent: &Arc<Agent>, call: Call, tx: mpsc::Sender<Ev>, rx: mpsc::Rece
             };
             if total != sent_total {
                 sent_total = total;
-                agent.send(&Frame::Progress {
-                    id,
-                    total_bytes: total,
-                    last_line: line,
-                });
+                agent.send_call(
+                    epoch,
+                    &Frame::Progress {
+                        id,
+                        total_bytes: total,
+                        last_line: line,
+                    },
+                );
             }
             while next_progress <= now {
                 next_progress += PROGRESS_EVERY;
@@ -496,16 +543,19 @@ fn run_call(agent: &Arc<Agent>, call: Call, tx: mpsc::Sender<Ev>, rx: mpsc::Rece
     output.detached.store(true, Ordering::Relaxed);
     let buf = std::mem::replace(&mut lock(&output.st).buf, OutBuf::new(0));
     let truncated = buf.total > (buf.head.len() + buf.tail.len()) as u64;
-    agent.send(&Frame::Done {
-        id,
-        retval,
-        timed_out,
-        cancelled,
-        truncated,
-        total_bytes: buf.total,
-        head: buf.head,
-        tail: buf.tail.into(),
-    });
+    agent.send_call(
+        epoch,
+        &Frame::Done {
+            id,
+            retval,
+            timed_out,
+            cancelled,
+            truncated,
+            total_bytes: buf.total,
+            head: buf.head,
+            tail: buf.tail.into(),
+        },
+    );
 }
 
 fn untrack(agent: &Agent, track: &Arc<Track>) {

@@ -149,9 +149,15 @@ impl ExecutorConn {
         // Head, tail and the fixed fields, plus slack.
         let max_payload = u32::try_from(max_output.saturating_add(4096)).unwrap_or(u32::MAX);
         let mut decoder = FrameDecoder::with_max_payload(max_payload);
-        writer
-            .write_all(&protocol::encode_request(&Request::Ping { id: 0 }))
-            .await?;
+        // Take the agent over first: calls of an earlier connection (lost
+        // with Podman, or a server that died) are killed and fall silent,
+        // so their processes do not outlive the error their callers got
+        // and their frames cannot be taken for this connection's calls,
+        // whose ids start again at 1. What they sent before the reset
+        // arrives before the PONG, which is waited for below.
+        let mut hello = protocol::encode_request(&Request::Reset);
+        hello.extend(protocol::encode_request(&Request::Ping { id: 0 }));
+        writer.write_all(&hello).await?;
         let mut stderr = Vec::new();
         let ready = tokio::time::timeout(HELLO_TIMEOUT, async {
             loop {

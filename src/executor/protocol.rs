@@ -81,6 +81,12 @@ pub enum Request {
         /// Echoed id.
         id: u32,
     },
+    /// A new connection takes over (`X`): every call in flight is killed
+    /// as a cancel would, and nothing more is sent for it. The server's
+    /// call ids restart with each connection, and the calls of a lost one
+    /// were already failed: their processes must not live on (a retry
+    /// would run them twice) and their frames must not reach the new one.
+    Reset,
 }
 
 /// Encodes a request as its line, `\n` included.
@@ -100,6 +106,7 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
         ),
         Request::Kill { id } => format!("K {id}\n"),
         Request::Ping { id } => format!("P {id}\n"),
+        Request::Reset => "X\n".to_owned(),
     };
     s.into_bytes()
 }
@@ -171,6 +178,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request, (Option<u32>, String)> {
                 (None, _) => Err((None, format!("{v}: want exactly one id"))),
             }
         }
+        b"X" if fields.is_empty() => Ok(Request::Reset),
+        b"X" => Err((None, "X: takes no fields".into())),
         _ => Err((None, format!("unknown request {:?}", printable(verb, 16)))),
     }
 }
@@ -905,6 +914,7 @@ mod tests {
             },
             Request::Kill { id: 5 },
             Request::Ping { id: 0 },
+            Request::Reset,
         ];
         for r in reqs {
             let line = encode_request(&r);

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::output;
 use super::run::{self, ExecOptions, ExecOutcome, Progress};
-use super::{Container, SandboxError, SandboxKey, SandboxManager, gone};
+use super::{Container, SandboxError, SandboxKey, SandboxManager, SlotState, gone};
 use crate::executor::client::{CallEvent, ExecutorConn, ExecutorError, RunRequest};
 
 impl SandboxManager {
@@ -70,21 +70,42 @@ impl SandboxManager {
         match run_call(conn, command, self.inner.max_output, opts).await {
             Ok(outcome) => Ok(outcome),
             Err(AgentFailure::Refused(m)) => Err(SandboxError::Refused(m)),
-            Err(AgentFailure::Died { token }) => {
-                match podman.inspect_container(&c.id).await {
-                    Err(e) if gone(&e) => {
-                        self.forget(key, c).await;
-                        Err(SandboxError::Gone)
-                    }
-                    Ok(info) if info.state.running => {
-                        // The agent died but the container runs: what the
-                        // call started may still run.
-                        let _ = run::kill(podman, &c.id, &token).await;
-                        Err(SandboxError::ExecutorDied)
-                    }
-                    _ => Err(SandboxError::ExecutorDied),
+            Err(AgentFailure::Died { token }) => match podman.inspect_container(&c.id).await {
+                Err(e) if gone(&e) => {
+                    self.forget(key, c).await;
+                    Err(SandboxError::Gone)
                 }
-            }
+                // The agent is the container's main process: the command
+                // ended it (`kill -9 -1`, `pkill`), and the container with it.
+                Ok(info) if !info.state.running => Err(SandboxError::ExecutorDied),
+                Ok(_) => {
+                    // The container runs, so its agent does: the connection
+                    // through Podman was lost (its service restarted, say).
+                    // Connecting again resets the agent, which kills the call.
+                    let stopped = match self.executor_for(c).await {
+                        Ok(_) => true,
+                        Err(_) => run::kill(podman, &c.id, &token).await.is_ok(),
+                    };
+                    if !stopped {
+                        self.reset_when_back(key, c);
+                    }
+                    Err(SandboxError::Lost {
+                        cause: "the connection to the sandbox's executor through Podman dropped"
+                            .into(),
+                        stopped,
+                    })
+                }
+                Err(e) => {
+                    // Podman does not answer: the call's processes are
+                    // stopped by the reset of the next connection, which a
+                    // task makes as soon as Podman is back.
+                    self.reset_when_back(key, c);
+                    Err(SandboxError::Lost {
+                        cause: format!("Podman stopped answering ({e})"),
+                        stopped: false,
+                    })
+                }
+            },
             Err(AgentFailure::Unresponsive { token, cancelled }) => {
                 // The agent missed the deadline by a wide margin: it is
                 // not trusted with later calls.
@@ -102,6 +123,77 @@ impl SandboxManager {
                     sandbox: String::new(),
                 })
             }
+        }
+    }
+}
+
+/// How often, and for how long at most, a lost executor connection is
+/// tried again in the background (see `reset_when_back`).
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+const RECONNECT_FOR: Duration = Duration::from_secs(600);
+
+impl SandboxManager {
+    /// Connects to `c`'s executor again as soon as Podman answers, so the
+    /// reset that comes with a new connection stops what the lost calls
+    /// started even if no other call comes: a caller told "cut off" may
+    /// run the command again, and it must not then run twice. Gives up
+    /// when the sandbox is gone or after `RECONNECT_FOR`.
+    pub(super) fn reset_when_back(&self, key: &SandboxKey, c: &Container) {
+        let (me, key, id) = (self.clone(), key.clone(), c.id.clone());
+        tokio::spawn(async move {
+            let until = Instant::now() + RECONNECT_FOR;
+            while Instant::now() < until {
+                tokio::time::sleep(RECONNECT_EVERY).await;
+                // The sandbox still has this container, or it is over.
+                let Some(c) = me.container_of(&key, &id).await else {
+                    return;
+                };
+                match me.executor_for(&c).await {
+                    Ok(_) => {
+                        info!(container = %c.name, "reconnected to the executor: the cut-off calls are stopped");
+                        return;
+                    }
+                    Err(ExecutorError::Podman(e)) if gone(&e) => return,
+                    Err(_) => {}
+                }
+            }
+            warn!(container = %id, "Podman did not answer again within 10 minutes: calls cut off in this sandbox may still run");
+        });
+    }
+
+    /// Kills the processes of fallback call `token` in `c` as soon as
+    /// Podman answers again (the kill right after the failure could not
+    /// reach it). Gives up when the sandbox is gone or after
+    /// `RECONNECT_FOR`.
+    pub(super) fn kill_when_back(&self, key: &SandboxKey, c: &Container, token: String) {
+        let (me, key, id) = (self.clone(), key.clone(), c.id.clone());
+        tokio::spawn(async move {
+            let until = Instant::now() + RECONNECT_FOR;
+            while Instant::now() < until {
+                tokio::time::sleep(RECONNECT_EVERY).await;
+                if me.container_of(&key, &id).await.is_none() {
+                    return;
+                }
+                match run::kill(&me.inner.podman, &id, &token).await {
+                    Ok(how) => {
+                        info!(container = %id, how, "stopped a cut-off call's processes");
+                        return;
+                    }
+                    Err(e) if gone(&e) => return,
+                    Err(_) => {}
+                }
+            }
+            warn!(container = %id, "Podman did not answer again within 10 minutes: a cut-off call may still run");
+        });
+    }
+
+    /// The container `key`'s sandbox holds, if it is still `id`.
+    async fn container_of(&self, key: &SandboxKey, id: &str) -> Option<Arc<Container>> {
+        let slot = self.slots().map.get(key).cloned()?;
+        let state = slot.state.lock().await;
+        match &*state {
+            SlotState::Ready(c) if c.id == id => Some(c.clone()),
+            _ => None,
         }
     }
 }

@@ -100,6 +100,21 @@ pub enum SandboxError {
          executor"
     )]
     ExecutorDied,
+    /// The call was cut off: the connection to Podman (or through it to
+    /// the sandbox's executor) was lost with the call in flight, as when
+    /// Podman's service restarts.
+    #[error(
+        "the call was cut off: {cause}. What it started {}; the sandbox and its files \
+         remain, so run the command again{}",
+        if *.stopped { "was stopped" } else { "is stopped as soon as Podman answers again" },
+        if *.stopped { "" } else { " once Podman answers" }
+    )]
+    Lost {
+        /// What was lost, in words.
+        cause: String,
+        /// Whether the call's processes are known to be stopped already.
+        stopped: bool,
+    },
     /// The executor could not start the command.
     #[error("the sandbox could not start the command: {0}")]
     Refused(String),
@@ -303,11 +318,25 @@ impl SandboxManager {
                 sandbox: slot.tag.clone(),
                 ..outcome
             }),
-            Err(e) if gone(&e) || !self.running(&container).await => {
+            Err(f) if gone(&f.error) || !self.running(&container).await => {
                 self.forget(key, &container).await;
                 Err(SandboxError::Gone)
             }
-            Err(e) => Err(SandboxError::Exec(e)),
+            Err(f) => {
+                let stopped = f.unkilled.is_none();
+                if let Some(token) = f.unkilled {
+                    self.kill_when_back(key, &container, token);
+                }
+                Err(match f.error {
+                    e @ (PodmanError::Unreachable { .. } | PodmanError::Transport { .. }) => {
+                        SandboxError::Lost {
+                            cause: format!("Podman stopped answering ({e})"),
+                            stopped,
+                        }
+                    }
+                    e => SandboxError::Exec(e),
+                })
+            }
         }
     }
 

@@ -85,25 +85,58 @@ enum End {
     Cancelled,
 }
 
+/// A call that failed in Podman.
+#[derive(Debug)]
+pub struct CallFailed {
+    /// What failed.
+    pub error: PodmanError,
+    /// The call's process tag when what it started may still run: the
+    /// kill after the failure could not reach Podman either.
+    pub unkilled: Option<String>,
+}
+
 /// Runs `command` in container `id`.
 ///
 /// # Errors
-/// Podman failures. On a broken stream the call's processes are killed
-/// (best effort) before the error returns.
+/// Podman failures. Once the exec may have started, a failure kills the
+/// call's processes before it returns (a caller who retries must not run
+/// the command twice); [`CallFailed::unkilled`] says when that failed.
 pub async fn run_call(
     podman: &PodmanClient,
     id: &str,
     command: &str,
     max_output: usize,
     opts: ExecOptions,
-) -> Result<ExecOutcome, PodmanError> {
-    let started = Instant::now();
-    let deadline = started + opts.timeout;
+) -> Result<ExecOutcome, CallFailed> {
     let token = crate::random_hex(16);
     let exec_id = podman
         .create_exec(id, &spec::shell_exec(command, &token))
-        .await?;
-    let mut stream = podman.start_exec(&exec_id, false).await?;
+        .await
+        .map_err(|error| CallFailed {
+            error,
+            unkilled: None,
+        })?;
+    match follow(podman, id, &exec_id, &token, max_output, opts).await {
+        Ok(outcome) => Ok(outcome),
+        Err(error) => {
+            let unkilled = kill(podman, id, &token).await.err().map(|_| token);
+            Err(CallFailed { error, unkilled })
+        }
+    }
+}
+
+/// Starts exec `exec_id` (tagged `token`) and follows it to its end.
+async fn follow(
+    podman: &PodmanClient,
+    id: &str,
+    exec_id: &str,
+    token: &str,
+    max_output: usize,
+    opts: ExecOptions,
+) -> Result<ExecOutcome, PodmanError> {
+    let started = Instant::now();
+    let deadline = started + opts.timeout;
+    let mut stream = podman.start_exec(exec_id, false).await?;
     let mut out = OutputBuffer::new(max_output);
     let mut poll = interval_at(started + FOREGROUND_POLL, FOREGROUND_POLL);
     let mut tick = interval_at(started + PROGRESS_EVERY, PROGRESS_EVERY);
@@ -114,17 +147,13 @@ pub async fn run_call(
         tokio::select! {
             chunk = stream.next_chunk() => match chunk {
                 Some(Ok(c)) => out.push(&c.data),
-                Some(Err(e)) => {
-                    drop(stream);
-                    let _ = kill(podman, id, &token).await;
-                    return Err(e);
-                }
+                Some(Err(e)) => return Err(e),
                 None => break End::Eof,
             },
             _ = sleep_until(deadline) => break End::Deadline,
             _ = opts.cancel.cancelled() => break End::Cancelled,
             _ = poll.tick() => {
-                let info = podman.inspect_exec(&exec_id).await?;
+                let info = podman.inspect_exec(exec_id).await?;
                 if !info.running {
                     break End::ForegroundDone(info.exit_code);
                 }
@@ -144,7 +173,7 @@ pub async fn run_call(
 
     let (retval, timed_out, cancelled) = match end {
         // After EOF the exit code is final (libpod records it first).
-        End::Eof => (podman.inspect_exec(&exec_id).await?.exit_code, false, false),
+        End::Eof => (podman.inspect_exec(exec_id).await?.exit_code, false, false),
         End::ForegroundDone(code) => {
             // Background jobs still hold the pipe: take what is buffered,
             // then let them run on without us (like a terminal would).
@@ -152,7 +181,7 @@ pub async fn run_call(
             (code, false, false)
         }
         End::Deadline | End::Cancelled => {
-            let how = kill(podman, id, &token).await;
+            let how = kill(podman, id, token).await;
             drain(&mut stream, &mut out).await;
             let retval = match how.as_deref() {
                 Ok("none" | "term") => RETVAL_TERM,
