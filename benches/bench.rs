@@ -51,6 +51,9 @@ struct Args {
     /// Open sessions for the per-session memory figure.
     #[arg(long, default_value_t = 50)]
     open_sessions: usize,
+    /// Sequential calls in one sandbox for the conmon count (0 skips it).
+    #[arg(long, default_value_t = 2000)]
+    long_calls: usize,
     /// Bytes printed by the big-output call (0 skips it).
     #[arg(long, default_value_t = 1 << 30)]
     big_output: u64,
@@ -327,6 +330,11 @@ struct Report {
     /// conmon processes on this host before and after the concurrency phase.
     conmon_before: usize,
     conmon_after: usize,
+    /// conmon processes before and after `long_calls` calls in one sandbox.
+    long_calls: usize,
+    conmon_long_before: usize,
+    conmon_long_after: usize,
+    long_calls_secs: f64,
 }
 
 /// Latency, sequential, raw and server samples alternating so both see the
@@ -598,6 +606,22 @@ async fn run_all(
     r.conmon_before = conmon_count();
     concurrency_phase(args, podman, &servers.server, raw, r).await?;
     r.conmon_after = conmon_count();
+    if args.long_calls > 0 {
+        let client = connect(&servers.server.url).await?;
+        call(&client, &args.command).await?;
+        // Let the phases before settle (each exec's conmon lingers for
+        // `exit_command_delay`).
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        r.conmon_long_before = conmon_count();
+        let t = Instant::now();
+        for _ in 0..args.long_calls {
+            call(&client, &args.command).await?;
+        }
+        r.long_calls_secs = t.elapsed().as_secs_f64();
+        r.conmon_long_after = conmon_count();
+        r.long_calls = args.long_calls;
+        client.cancel().await?;
+    }
     memory_phase(args, &servers.server, r).await?;
     if args.big_output > 0 {
         r.fallback_big_output_secs =
@@ -722,6 +746,16 @@ fn print(r: &Report) {
         format!("{} / {}", r.conmon_before, r.conmon_after),
         format!("{} sessions", r.concurrency),
     );
+    if r.long_calls > 0 {
+        figure(
+            format!(
+                "conmon before / after {} calls in one sandbox",
+                r.long_calls
+            ),
+            format!("{} / {}", r.conmon_long_before, r.conmon_long_after),
+            format!("{:.1} s", r.long_calls_secs),
+        );
+    }
     if let Some(e) = &r.raw_concurrency_error {
         println!("raw concurrency phase failed: {e}");
     }
@@ -766,6 +800,7 @@ async fn main() -> Result<(), Error> {
         args.calls = 3;
         args.open_sessions = 5;
         args.big_output = 16 << 20;
+        args.long_calls = 20;
     }
     args.samples = args.samples.max(args.sessions).max(1);
     let podman = PodmanClient::from_env()?;

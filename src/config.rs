@@ -80,6 +80,13 @@ pub struct Config {
     #[arg(long, env = "POD_EXEC_EXECUTOR", default_value = "on", value_parser = ["on", "off"])]
     pub executor: String,
 
+    /// The named volume that carries the executor into sandboxes (mounted
+    /// read-only). Default `pod-exec-mcp-executor-<agent hash>`, created
+    /// and filled on first use; name one to use a volume provisioned
+    /// beforehand (it is filled when it lacks the agent).
+    #[arg(long, env = "POD_EXEC_EXECUTOR_VOLUME", value_parser = volume_name)]
+    pub executor_volume: Option<String>,
+
     /// Seconds between reconciliations of this instance's containers with
     /// its sandboxes: a container no sandbox holds (a removal that failed)
     /// is removed at the second sweep that finds it.
@@ -431,6 +438,21 @@ impl BindMount {
             destination: destination.to_owned(),
             writable,
         })
+    }
+}
+
+/// A Podman volume name: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, as Podman admits.
+fn volume_name(s: &str) -> Result<String, String> {
+    let ok = s.len() <= 128
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a volume name (letters, digits, '_', '.', '-'; starting with a letter or digit)"
+        ))
     }
 }
 

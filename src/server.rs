@@ -330,13 +330,12 @@ async fn executor_volume(
     }
     let name = format!("pod-exec-fill-{}", crate::random_hex(8));
     let helper = template.spec(&name, "executor-fill", "helper", me);
-    match crate::executor::image::ensure_volume(
-        podman,
-        crate::executor::AGENT,
-        crate::executor::AGENT_SHA256_HEX,
-        helper,
-    )
-    .await
+    let volume = config
+        .executor_volume
+        .clone()
+        .unwrap_or_else(|| crate::executor::image::volume_name(crate::executor::AGENT_SHA256_HEX));
+    match crate::executor::image::ensure_volume(podman, crate::executor::AGENT, &volume, helper)
+        .await
     {
         Ok(volume) => {
             info!(%volume, "executor on");

@@ -219,3 +219,69 @@ async fn kill_minus_one_then_the_next_call_works() {
     );
     c.cancel().await.expect("close");
 }
+
+/// Where the agent cannot run (here: the volume holds a file of the
+/// agent's size that no kernel can execute, as an agent of another
+/// architecture would be), the server falls back to one exec per call,
+/// says so once, and every call still works.
+#[tokio::test]
+async fn an_agent_that_cannot_run_falls_back_to_one_exec_per_call() {
+    use pod_exec_mcp::executor::AGENT;
+    use pod_exec_mcp::podman::{ContainerSpec, NamedVolume};
+
+    let podman = live_podman().await;
+    let volume = common::unique("pem-test-badagent");
+    podman
+        .create_volume(&volume, &Default::default())
+        .await
+        .expect("create the volume");
+    // Filled the way the server fills its own, through a created container.
+    let mut spec = ContainerSpec {
+        image: common::image(),
+        command: vec!["true".into()],
+        ..Default::default()
+    };
+    spec.labels
+        .insert("pod-exec-mcp.managed".into(), "true".into());
+    spec.volumes = vec![NamedVolume {
+        name: volume.clone(),
+        dest: "/fill".into(),
+        options: Vec::new(),
+    }];
+    let helper = podman.create_container(&spec).await.expect("helper");
+    let mut tar = tar::Builder::new(Vec::new());
+    let junk = vec![0u8; AGENT.len()];
+    let mut header = tar::Header::new_gnu();
+    header.set_size(junk.len() as u64);
+    header.set_mode(0o755);
+    header.set_cksum();
+    tar.append_data(&mut header, "pod-exec-executor", &junk[..])
+        .expect("tar");
+    let put = podman
+        .put_archive(&helper, "/fill", tar.into_inner().expect("tar").into())
+        .await;
+    let _ = podman.remove_container(&helper, true).await;
+    put.expect("fill the volume");
+
+    let srv = server::start(&[
+        ("POD_EXEC_EXECUTOR", "on"),
+        ("POD_EXEC_EXECUTOR_VOLUME", volume.as_str()),
+    ]);
+    let a = connect(&srv.url).await;
+    let r = run(&a, "echo $0; echo works").await;
+    // `pod-exec` is the fallback's wrapper; the agent would say /bin/sh.
+    assert_eq!(r.output, "pod-exec\nworks\n", "{}", srv.logs());
+    let b = connect(&srv.url).await;
+    assert_eq!(run(&b, "echo second").await.output, "second\n");
+    assert_eq!(run(&a, "echo again").await.output, "again\n");
+    let logs = srv.logs();
+    assert_eq!(
+        logs.matches("falling back to one exec per call").count(),
+        1,
+        "{logs}"
+    );
+    a.cancel().await.expect("close");
+    b.cancel().await.expect("close");
+    drop(srv);
+    let _ = podman.remove_volume(&volume).await;
+}

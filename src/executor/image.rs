@@ -37,20 +37,20 @@ pub fn volume(name: &str) -> NamedVolume {
     }
 }
 
-/// Makes sure this Podman has the agent's volume with the whole agent in
-/// it (filling it when new, or when an earlier fill was cut short);
-/// returns its name. `helper` is a spec for a container that is created,
-/// never started, and removed again: it carries the image and labels.
+/// Makes sure this Podman has volume `name` with the whole agent in it
+/// (filling it when new, or when an earlier fill was cut short); returns
+/// its name. `helper` is a spec for a container that is created, never
+/// started, and removed again: it carries the image and labels.
 ///
 /// # Errors
 /// Podman failed.
 pub async fn ensure_volume(
     podman: &PodmanClient,
     agent: &[u8],
-    sha256_hex: &str,
+    name: &str,
     mut helper: ContainerSpec,
 ) -> Result<String, PodmanError> {
-    let name = volume_name(sha256_hex);
+    let name = name.to_owned();
     let t = std::time::Instant::now();
     if !podman.volume_exists(&name).await? {
         let mut labels = BTreeMap::new();

@@ -54,6 +54,15 @@ impl PodmanClient {
         self.call(Method::POST, &path, Some(body)).await.map(|_| ())
     }
 
+    /// `DELETE /volumes/{name}?force=true` (containers using it go too).
+    ///
+    /// # Errors
+    /// [`PodmanError::NotFound`] when there is no such volume.
+    pub async fn remove_volume(&self, name: &str) -> Result<(), PodmanError> {
+        let path = api(&format!("/volumes/{}?force=true", encode(name)));
+        self.call(Method::DELETE, &path, None).await.map(|_| ())
+    }
+
     /// `PUT /containers/{id}/archive?path=DIR`: extracts `tar` at `dir`.
     /// Works on a created, not yet started container (Podman mounts it).
     ///
