@@ -26,6 +26,8 @@ use crate::transport::http::{self as http_transport, MCP_PATH};
 /// How long start-up checks may wait for Podman: start-up must fail within
 /// 2 s when Podman is not there.
 const STARTUP_CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long each start-up call may take once Podman answered a ping.
+const STARTUP_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Budget for removing containers and closing connections on shutdown.
 const SHUTDOWN_BUDGET: Duration = Duration::from_secs(4);
 
@@ -146,6 +148,17 @@ impl Server {
 
         let podman = PodmanClient::new(endpoint.clone());
         let quick = podman.clone().with_call_timeout(STARTUP_CHECK_TIMEOUT);
+        // Reachability within the short budget; once Podman answers, the
+        // checks below get the normal one: version and info run conmon and
+        // the runtime (and ask the package manager) on each call, which
+        // took 4 s under six concurrent starts here, rootless or not.
+        if let Err(e) = quick.ping().await {
+            return Err(StartupError::PodmanUnreachable {
+                detail: unreachable_detail(&e),
+                endpoint,
+            });
+        }
+        let quick = podman.clone().with_call_timeout(STARTUP_CALL_TIMEOUT);
         let version = match quick.version().await {
             Ok(v) => v,
             Err(e) => {

@@ -52,7 +52,11 @@ if [ "${1:-}" = stop ]; then
     done
   fi
   cid=$(podman inspect --format '{{.Id}}' "$NAME" 2>/dev/null || true)
-  podman rm -f -t 0 "$NAME" >/dev/null 2>&1 || true
+  for _ in 1 2 3; do
+    podman container exists "$NAME" || break
+    podman rm -f -t 0 "$NAME" >/dev/null 2>&1 || sleep 1
+  done
+  ! podman container exists "$NAME" || log "warning: could not remove $NAME: $(podman rm -f -t 0 "$NAME" 2>&1)"
   if [ -n "$cid" ]; then # last resort: whatever still runs in its cgroup tree
     find /sys/fs/cgroup/pids -path "*libpod-$cid*" -name cgroup.procs 2>/dev/null |
       while read -r f; do xargs -r kill -9 <"$f" 2>/dev/null || true; done
@@ -105,7 +109,11 @@ fi
 # --- the service ------------------------------------------------------------------
 started=
 if ! ping; then
-  podman rm -f -t 0 "$NAME" >/dev/null 2>&1 || true
+  for _ in 1 2 3; do
+    podman container exists "$NAME" || break
+    podman rm -f -t 0 "$NAME" >/dev/null 2>&1 || sleep 1
+  done
+  ! podman container exists "$NAME" || log "warning: could not remove $NAME: $(podman rm -f -t 0 "$NAME" 2>&1)"
   rm -f "$sock"
   log "starting Podman 5 in container $NAME on unix://$sock"
   podman run -d --name "$NAME" --privileged --pid=host \

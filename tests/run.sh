@@ -12,11 +12,18 @@ step() { printf '\n=== %s\n' "$*"; }
 step "prepare Podman (tests/podman-env.sh)"
 env_out=$(tests/podman-env.sh)
 eval "$env_out"
-if [ -n "${POD_EXEC_ENV_SERVICE_PID:-}" ]; then
-  # Stop exactly the service this run started.
-  trap 'kill "$POD_EXEC_ENV_SERVICE_PID" 2>/dev/null || true' EXIT
-fi
+# Stop exactly the services this run started.
+stop_services() {
+  [ -z "${POD_EXEC_ENV_SERVICE_PID:-}" ] || kill "$POD_EXEC_ENV_SERVICE_PID" 2>/dev/null || true
+  [ -z "${POD_EXEC_ROOTLESS_SERVICE_PID:-}" ] || kill "$POD_EXEC_ROOTLESS_SERVICE_PID" 2>/dev/null || true
+}
+trap stop_services EXIT
 echo "CONTAINER_HOST=$CONTAINER_HOST POD_EXEC_IMAGE=$POD_EXEC_IMAGE"
+
+step "prepare a rootless Podman (tests/rootless-env.sh; for tests/rootless.rs)"
+rootless_out=$(tests/rootless-env.sh)
+eval "$rootless_out"
+echo "POD_EXEC_ROOTLESS_HOST=$POD_EXEC_ROOTLESS_HOST"
 
 # Managed containers, one id a line (on a shared Podman some may predate us).
 managed() {
