@@ -29,6 +29,10 @@ set -euo pipefail
 log() { printf 'podman5-env: %s\n' "$*" >&2; }
 die() { printf 'podman5-env: error: %s\n' "$*" >&2; exit 1; }
 
+# The podman CLI below is the local one: CONTAINER_HOST would make it a
+# remote client of whatever service that names (in tests/run.sh, at times
+# the Podman 5 this script serves).
+unset CONTAINER_HOST
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 STATE=${STATE:-${POD_EXEC_ENV_DIR:-$ROOT/.podman-env}}
 [ -z "${CONF:-}" ] || export CONTAINERS_CONF=$CONF

@@ -25,6 +25,10 @@ set -euo pipefail
 log() { printf 'rootless-env: %s\n' "$*" >&2; }
 die() { printf 'rootless-env: error: %s\n' "$*" >&2; exit 1; }
 
+# The podman CLI below is the local one: CONTAINER_HOST would make it a
+# remote client of whatever service that names (in tests/run.sh, at times
+# the Podman 5 this script serves).
+unset CONTAINER_HOST
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 USER_NAME=${POD_EXEC_ROOTLESS_USER:-pod-exec-rootless}
 IMAGE=${POD_EXEC_IMAGE:-localhost/pod_exec_mcp_base:latest}
