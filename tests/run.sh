@@ -79,6 +79,7 @@ step "the Podman integration tests again against Podman 5 (POD_EXEC_PODMAN=5 tes
   managed >target/managed-before-podman5.txt
   cargo test --no-fail-fast --test podman_client --test mcp_server --test executor \
     --test hardening --test misbehaving_commands --test security_http --test policy_server \
+    --test build_image \
     2>&1 | tee target/test-output-podman5.log
   grep -q 'Running tests/podman_client.rs' target/test-output-podman5.log ||
     { echo "the Podman 5 pass did not run" >&2; exit 1; }
@@ -95,6 +96,12 @@ left=$(managed | comm -13 target/managed-before.txt - | wc -l)
 rm -f target/managed-before.txt
 if [ "$left" != 0 ]; then
   echo "$left managed container(s) created during this run are still there" >&2
+  exit 1
+fi
+# The rootless Podman is this test setup's own user: nothing may be left.
+left=$(CONTAINER_HOST=$POD_EXEC_ROOTLESS_HOST managed | wc -l)
+if [ "$left" != 0 ]; then
+  echo "$left managed container(s) left on the rootless Podman ($POD_EXEC_ROOTLESS_HOST)" >&2
   exit 1
 fi
 echo "none"
