@@ -496,6 +496,63 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is not a size (e.g. 512m, 2g, 1048576)"))
 }
 
+// ---- `pod_exec_mcp build-image` (issue 10) -----------------------------------
+
+/// `pod_exec_mcp build-image` (also `pod_exec_mcp_build`): builds the
+/// session image through the Podman API from the Containerfile embedded in
+/// the binary.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "pod_exec_mcp build-image",
+    version,
+    about = "Build the session image through the Podman API (no podman CLI needed)"
+)]
+pub struct BuildImageArgs {
+    /// Podman API address: unix:///path/podman.sock or tcp://host:port
+    /// (default as for the server).
+    #[arg(long, env = "CONTAINER_HOST")]
+    pub container_host: Option<String>,
+
+    /// Tag of the image built (the server's POD_EXEC_IMAGE default).
+    #[arg(long, default_value = "localhost/pod_exec_mcp_base:latest")]
+    pub tag: String,
+
+    /// Base image (the Containerfile's BASE argument); it must be present
+    /// in that Podman or pullable by it.
+    #[arg(long)]
+    pub base: Option<String>,
+
+    /// A build argument, KEY=VALUE; may be repeated.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = parse_build_arg)]
+    pub build_args: Vec<(String, String)>,
+}
+
+impl BuildImageArgs {
+    /// The Podman endpoint, as [`Config::endpoint`] picks it.
+    ///
+    /// # Errors
+    /// CONTAINER_HOST names a form the client cannot use.
+    pub fn endpoint(&self) -> Result<Endpoint, EndpointError> {
+        match self.container_host.as_deref().map(str::trim) {
+            Some(s) if !s.is_empty() => Endpoint::parse(s),
+            _ => Ok(Endpoint::default_local(
+                std::env::var_os("XDG_RUNTIME_DIR")
+                    .as_deref()
+                    .map(std::path::Path::new),
+            )),
+        }
+    }
+}
+
+fn parse_build_arg(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains(char::is_whitespace) => {
+            Ok((k.to_owned(), v.to_owned()))
+        }
+        _ => Err(format!("{s:?}: expected KEY=VALUE")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,11 +17,14 @@
 //! - [`transport`]: streamable HTTP with its authentication gate.
 //! - [`auth`]: bearer tokens and caller identities.
 //! - [`audit`]: the operators' JSON-lines audit log.
+//! - [`build_image`]: `pod_exec_mcp build-image`, the session image built
+//!   through the API from the embedded Containerfile.
 
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod audit;
 pub mod auth;
+pub mod build_image;
 pub mod config;
 pub mod executor;
 pub mod mcp;

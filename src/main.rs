@@ -1,5 +1,7 @@
 //! The `pod_exec_mcp` binary: parse config, log to stderr, serve until a
 //! signal, exit non-zero with one clear line when start-up fails.
+//! `pod_exec_mcp build-image ...` (or the binary run as `pod_exec_mcp_build`)
+//! builds the session image instead.
 
 use std::process::ExitCode;
 
@@ -11,6 +13,13 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0).file_name() == Some("pod_exec_mcp_build".as_ref()) {
+        return pod_exec_mcp::build_image::cli(std::env::args_os()).await;
+    }
+    if std::env::args_os().nth(1).as_deref() == Some("build-image".as_ref()) {
+        return pod_exec_mcp::build_image::cli(std::env::args_os().skip(1)).await;
+    }
     let config = Config::parse();
     // rmcp logs session ids (bearer secrets) and every message at INFO:
     // keep it to warnings unless RUST_LOG asks for more.

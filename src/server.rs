@@ -26,8 +26,8 @@ use crate::transport::http::{self as http_transport, MCP_PATH};
 /// How long start-up checks may wait for Podman: start-up must fail within
 /// 2 s when Podman is not there.
 const STARTUP_CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
-/// How long the start-up checks after the first answer may wait.
-const STARTUP_BUSY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long each start-up call may take once Podman answered a ping.
+const STARTUP_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Budget for removing containers and closing connections on shutdown.
 const SHUTDOWN_BUDGET: Duration = Duration::from_secs(4);
 
@@ -148,6 +148,17 @@ impl Server {
 
         let podman = PodmanClient::new(endpoint.clone());
         let quick = podman.clone().with_call_timeout(STARTUP_CHECK_TIMEOUT);
+        // Reachability within the short budget; once Podman answers, the
+        // checks below get the normal one: version and info run conmon and
+        // the runtime (and ask the package manager) on each call, which
+        // took 4 s under six concurrent starts here, rootless or not.
+        if let Err(e) = quick.ping().await {
+            return Err(StartupError::PodmanUnreachable {
+                detail: unreachable_detail(&e),
+                endpoint,
+            });
+        }
+        let quick = podman.clone().with_call_timeout(STARTUP_CALL_TIMEOUT);
         let version = match quick.version().await {
             Ok(v) => v,
             Err(e) => {
@@ -157,10 +168,7 @@ impl Server {
                 });
             }
         };
-        // Podman is there: what follows may take longer on a busy Podman
-        // (`info` reads its storage) without meaning it is gone.
-        let patient = podman.clone().with_call_timeout(STARTUP_BUSY_TIMEOUT);
-        match patient.image_exists(&config.image).await {
+        match quick.image_exists(&config.image).await {
             Ok(true) => {}
             Ok(false) => {
                 return Err(StartupError::ImageMissing {
@@ -175,7 +183,7 @@ impl Server {
                 });
             }
         }
-        let host = match patient.info().await {
+        let host = match quick.info().await {
             Ok(h) => h,
             Err(e) => {
                 return Err(StartupError::PodmanUnreachable {
@@ -191,7 +199,7 @@ impl Server {
             "connected to Podman"
         );
         let mut template = SandboxTemplate::from_config(&config);
-        template.adapt_to(&patient, &host, &me).await;
+        template.adapt_to(&quick, &host, &me).await;
         let volume = executor_volume(&podman, &config, &template, &me).await;
         let template = template.with_executor_volume(volume);
         info!(

@@ -1,7 +1,8 @@
 //! Offline replay of real libpod replies against the project's client.
 //!
 //! `podman-api-fixtures/<version>/` holds raw HTTP replies recorded from a
-//! real Podman by `examples/record_fixtures.rs` (see the README there). A
+//! real Podman by `examples/record_fixtures.rs` (see the README there); each
+//! test below runs against every recorded version (4.3.1 and 5.4.2). A
 //! tiny server on a temporary Unix socket answers each request whose
 //! (method, path+query, JSON body) matches a manifest entry with the
 //! recorded bytes, verbatim, then closes the connection; anything else gets
@@ -26,8 +27,9 @@ use pod_exec_mcp::podman::{
     PodmanError, StreamKind,
 };
 
-/// The recorded Podman whose replies these tests replay.
-const FIXTURE_VERSION: &str = "4.3.1";
+/// The recorded Podmans whose replies these tests replay: every test runs
+/// once per version (the assertions say which one failed).
+const VERSIONS: &[&str] = &["4.3.1", "5.4.2"];
 const MIB: usize = 1 << 20;
 
 // ---- fixtures ---------------------------------------------------------------
@@ -126,18 +128,22 @@ const REQUIRED: &[&str] = &[
     "container_remove",
 ];
 
-fn fixture_dir() -> PathBuf {
+fn fixture_dir(version: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("podman-api-fixtures")
-        .join(FIXTURE_VERSION)
+        .join(version)
 }
 
 /// Loads (once) the manifest and every file it names. Panics — failing the
 /// test — when anything is missing or does not match the manifest.
-fn fixtures() -> &'static Fixtures {
-    static CELL: OnceLock<Fixtures> = OnceLock::new();
-    CELL.get_or_init(|| {
-        let dir = fixture_dir();
+fn fixtures(version: &str) -> &'static Fixtures {
+    static CELLS: [OnceLock<Fixtures>; 2] = [OnceLock::new(), OnceLock::new()];
+    let at = VERSIONS
+        .iter()
+        .position(|v| *v == version)
+        .unwrap_or_else(|| panic!("no fixture set {version} in VERSIONS"));
+    CELLS[at].get_or_init(|| {
+        let dir = fixture_dir(version);
         let manifest_path = dir.join("manifest.json");
         let text = std::fs::read_to_string(&manifest_path).unwrap_or_else(|e| {
             panic!(
@@ -146,7 +152,7 @@ fn fixtures() -> &'static Fixtures {
             )
         });
         let manifest: Value = serde_json::from_str(&text).expect("manifest.json is JSON");
-        assert_eq!(manifest["podman_version"], FIXTURE_VERSION);
+        assert_eq!(manifest["podman_version"], version);
         let mut list = Vec::new();
         for e in manifest["fixtures"].as_array().expect("fixtures array") {
             let s = |k: &str| {
@@ -209,13 +215,13 @@ struct Replay {
 type Override = (&'static str, String, &'static str);
 
 impl Replay {
-    async fn start() -> Replay {
-        Self::with_overrides(Vec::new()).await
+    async fn start(version: &str) -> Replay {
+        Self::with_overrides(version, Vec::new()).await
     }
 
-    async fn with_overrides(overrides: Vec<Override>) -> Replay {
+    async fn with_overrides(version: &str, overrides: Vec<Override>) -> Replay {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let fx = fixtures();
+        let fx = fixtures(version);
         let dir = std::env::temp_dir().join(format!(
             "pod-exec-replay-{}-{}",
             std::process::id(),
@@ -455,7 +461,13 @@ fn tar_context(containerfile: &str) -> Bytes {
 
 #[test]
 fn every_fixture_file_is_present_and_matches_the_manifest() {
-    let fx = fixtures();
+    for v in VERSIONS {
+        every_fixture_file_is_present_and_matches_the_manifest_on(v);
+    }
+}
+
+fn every_fixture_file_is_present_and_matches_the_manifest_on(v: &'static str) {
+    let fx = fixtures(v);
     assert!(fx.list.len() >= REQUIRED.len());
     // No two entries answer the same request.
     for (i, a) in fx.list.iter().enumerate() {
@@ -482,21 +494,33 @@ fn every_fixture_file_is_present_and_matches_the_manifest() {
 
 #[tokio::test]
 async fn ping_and_version() {
-    let r = Replay::start().await;
+    for v in VERSIONS {
+        ping_and_version_on(v).await;
+    }
+}
+
+async fn ping_and_version_on(v: &'static str) {
+    let r = Replay::start(v).await;
     let c = r.client();
     let ping = c.ping().await.expect("ping");
-    assert_eq!(ping.libpod_api_version.as_deref(), Some("4.3.1"));
-    let v = c.version().await.expect("version");
-    assert_eq!(v.version, "4.3.1");
-    assert_eq!(v.api_version, "4.3.1");
-    assert!(!v.kernel_version.is_empty());
+    assert_eq!(ping.libpod_api_version.as_deref(), Some(v));
+    let version = c.version().await.expect("version");
+    assert_eq!(version.version, v);
+    assert_eq!(version.api_version, v);
+    assert!(!version.kernel_version.is_empty());
     r.assert_no_misses();
 }
 
 #[tokio::test]
 async fn image_exists_true_and_false() {
-    let fx = fixtures();
-    let r = Replay::start().await;
+    for v in VERSIONS {
+        image_exists_true_and_false_on(v).await;
+    }
+}
+
+async fn image_exists_true_and_false_on(v: &'static str) {
+    let fx = fixtures(v);
+    let r = Replay::start(v).await;
     let c = r.client();
     assert!(c.image_exists(&fx.str("image")).await.expect("exists"));
     assert!(
@@ -509,8 +533,14 @@ async fn image_exists_true_and_false() {
 
 #[tokio::test]
 async fn container_create_start_inspect_list_remove() {
-    let fx = fixtures();
-    let r = Replay::start().await;
+    for v in VERSIONS {
+        container_create_start_inspect_list_remove_on(v).await;
+    }
+}
+
+async fn container_create_start_inspect_list_remove_on(v: &'static str) {
+    let fx = fixtures(v);
+    let r = Replay::start(v).await;
     let c = r.client();
     let image = fx.str("image");
     let id = fx.id("container");
@@ -561,8 +591,14 @@ async fn container_create_start_inspect_list_remove() {
 
 #[tokio::test]
 async fn exec_create_and_inspect_running_and_exited() {
-    let fx = fixtures();
-    let r = Replay::start().await;
+    for v in VERSIONS {
+        exec_create_and_inspect_running_and_exited_on(v).await;
+    }
+}
+
+async fn exec_create_and_inspect_running_and_exited_on(v: &'static str) {
+    let fx = fixtures(v);
+    let r = Replay::start(v).await;
     let c = r.client();
     let id = fx.id("container");
     for (key, cmd, tty) in [
@@ -600,8 +636,14 @@ async fn exec_create_and_inspect_running_and_exited() {
 
 #[tokio::test]
 async fn exec_stream_mixed_stdout_stderr() {
-    let fx = fixtures();
-    let r = Replay::start().await;
+    for v in VERSIONS {
+        exec_stream_mixed_stdout_stderr_on(v).await;
+    }
+}
+
+async fn exec_stream_mixed_stdout_stderr_on(v: &'static str) {
+    let fx = fixtures(v);
+    let r = Replay::start(v).await;
     let c = r.client();
 
     // As fast as the shell writes: each stream's bytes are exact; the order
@@ -632,8 +674,14 @@ async fn exec_stream_mixed_stdout_stderr() {
 
 #[tokio::test]
 async fn exec_stream_one_mib_on_each_stream() {
-    let fx = fixtures();
-    let r = Replay::start().await;
+    for v in VERSIONS {
+        exec_stream_one_mib_on_each_stream_on(v).await;
+    }
+}
+
+async fn exec_stream_one_mib_on_each_stream_on(v: &'static str) {
+    let fx = fixtures(v);
+    let r = Replay::start(v).await;
     let c = r.client();
     let out = drain(c.start_exec(&fx.exec_id("big"), false).await.unwrap()).await;
     let stdout = stream_of(&out, StreamKind::Stdout);
@@ -647,8 +695,14 @@ async fn exec_stream_one_mib_on_each_stream() {
 
 #[tokio::test]
 async fn exec_stream_missing_binary() {
-    let fx = fixtures();
-    let r = Replay::start().await;
+    for v in VERSIONS {
+        exec_stream_missing_binary_on(v).await;
+    }
+}
+
+async fn exec_stream_missing_binary_on(v: &'static str) {
+    let fx = fixtures(v);
+    let r = Replay::start(v).await;
     let c = r.client();
     // 4.3.1: exec create succeeds, start answers 200 and the stream carries
     // podman's own "Error: ..." lines on stderr; the exit code is 127.
@@ -682,8 +736,14 @@ async fn exec_stream_missing_binary() {
 
 #[tokio::test]
 async fn exec_stream_tty_is_raw_with_crlf() {
-    let fx = fixtures();
-    let r = Replay::start().await;
+    for v in VERSIONS {
+        exec_stream_tty_is_raw_with_crlf_on(v).await;
+    }
+}
+
+async fn exec_stream_tty_is_raw_with_crlf_on(v: &'static str) {
+    let fx = fixtures(v);
+    let r = Replay::start(v).await;
     let c = r.client();
     let out = drain(c.start_exec(&fx.exec_id("tty"), true).await.unwrap()).await;
     assert_eq!(
@@ -695,8 +755,14 @@ async fn exec_stream_tty_is_raw_with_crlf() {
 
 #[tokio::test]
 async fn exec_stream_silent_commands_end_cleanly() {
-    let fx = fixtures();
-    let r = Replay::start().await;
+    for v in VERSIONS {
+        exec_stream_silent_commands_end_cleanly_on(v).await;
+    }
+}
+
+async fn exec_stream_silent_commands_end_cleanly_on(v: &'static str) {
+    let fx = fixtures(v);
+    let r = Replay::start(v).await;
     let c = r.client();
     for key in ["exit3", "sleep"] {
         let out = drain(c.start_exec(&fx.exec_id(key), false).await.unwrap()).await;
@@ -707,25 +773,38 @@ async fn exec_stream_silent_commands_end_cleanly() {
 
 #[tokio::test]
 async fn error_replies_are_classified_and_keep_podmans_words() {
-    let fx = fixtures();
-    let r = Replay::start().await;
+    for v in VERSIONS {
+        error_replies_are_classified_and_keep_podmans_words_on(v).await;
+    }
+}
+
+async fn error_replies_are_classified_and_keep_podmans_words_on(v: &'static str) {
+    let fx = fixtures(v);
+    let r = Replay::start(v).await;
     let c = r.client();
 
     // Missing image on create: 4.3.1 answers 500 {"cause":"image not known"}
-    // (no "no such ..." cause, no 404), still a NotFound.
+    // (no "no such ..." cause, no 404); 5.x answers 404 with "no such image: "
+    // in front of the message. Both are a NotFound.
     let e = c
         .create_container(&spec(&fx.str("missing_image"), "missing-image"))
         .await
         .unwrap_err();
-    assert!(e.is_not_found(), "{e:?}");
+    assert!(e.is_not_found(), "{v}: {e:?}");
     let PodmanError::NotFound(api) = &e else {
-        panic!("{e:?}")
+        panic!("{v}: {e:?}")
     };
-    assert_eq!(api.status, 500);
-    assert_eq!(api.cause, "image not known");
+    let (status, prefix) = if v.starts_with("4.") {
+        (500, "")
+    } else {
+        (404, "no such image: ")
+    };
+    assert_eq!(api.status, status, "{v}");
+    assert_eq!(api.cause, "image not known", "{v}");
     assert_eq!(
         api.message,
-        format!("{}: image not known", fx.str("missing_image"))
+        format!("{prefix}{}: image not known", fx.str("missing_image")),
+        "{v}"
     );
     assert!(e.to_string().contains("image not known"), "{e}");
 
@@ -788,11 +867,17 @@ async fn error_replies_are_classified_and_keep_podmans_words() {
 
 #[tokio::test]
 async fn plain_text_404_is_route_missing() {
+    for v in VERSIONS {
+        plain_text_404_is_route_missing_on(v).await;
+    }
+}
+
+async fn plain_text_404_is_route_missing_on(v: &'static str) {
     // The client never asks for an unversioned route, so serve the recorded
     // `GET /libpod/nope` reply (plain-text 404) to its version call: what a
     // server without that route answers.
     let path = "/v4.0.0/libpod/version".to_owned();
-    let r = Replay::with_overrides(vec![("GET", path.clone(), "unversioned_route")]).await;
+    let r = Replay::with_overrides(v, vec![("GET", path.clone(), "unversioned_route")]).await;
     let e = r.client().version().await.unwrap_err();
     match &e {
         PodmanError::RouteMissing {
@@ -812,8 +897,14 @@ async fn plain_text_404_is_route_missing() {
 
 #[tokio::test]
 async fn build_ok_and_failed() {
-    let fx = fixtures();
-    let r = Replay::start().await;
+    for v in VERSIONS {
+        build_ok_and_failed_on(v).await;
+    }
+}
+
+async fn build_ok_and_failed_on(v: &'static str) {
+    let fx = fixtures(v);
+    let r = Replay::start(v).await;
     let c = r.client();
     let tags = &fx.manifest["build_tags"];
     let base = fx.str("base_image");
@@ -876,7 +967,13 @@ async fn build_ok_and_failed() {
 
 #[tokio::test]
 async fn unknown_request_is_noticed() {
-    let r = Replay::start().await;
+    for v in VERSIONS {
+        unknown_request_is_noticed_on(v).await;
+    }
+}
+
+async fn unknown_request_is_noticed_on(v: &'static str) {
+    let r = Replay::start(v).await;
     let e = r.client().inspect_exec("not-recorded").await.unwrap_err();
     assert_eq!(e.api().map(|a| a.status), Some(599), "{e:?}");
     assert_eq!(r.misses.lock().unwrap().len(), 1);
@@ -885,8 +982,14 @@ async fn unknown_request_is_noticed() {
 // Podman 4.3.1 sends no `aux` ID line; the id is the last bare "stream" line.
 #[tokio::test]
 async fn build_ok_reports_the_image_id() {
-    let fx = fixtures();
-    let r = Replay::start().await;
+    for v in VERSIONS {
+        build_ok_reports_the_image_id_on(v).await;
+    }
+}
+
+async fn build_ok_reports_the_image_id_on(v: &'static str) {
+    let fx = fixtures(v);
+    let r = Replay::start(v).await;
     let ok = r
         .client()
         .build_image(
@@ -908,12 +1011,18 @@ async fn build_ok_reports_the_image_id() {
 
 // ---- the decoder over the raw recorded streams ------------------------------------
 
-fn exec_body(name: &str) -> &'static [u8] {
-    fixtures().get(name).body_bytes()
+fn exec_body(version: &str, name: &str) -> &'static [u8] {
+    fixtures(version).get(name).body_bytes()
 }
 
 #[test]
 fn decoder_small_fixtures_every_split() {
+    for v in VERSIONS {
+        decoder_small_fixtures_every_split_on(v);
+    }
+}
+
+fn decoder_small_fixtures_every_split_on(v: &'static str) {
     for name in [
         "exec_start_mixed",
         "exec_start_mixed_paced",
@@ -921,7 +1030,7 @@ fn decoder_small_fixtures_every_split() {
         "exec_start_exit3",
         "exec_start_sleep",
     ] {
-        let body = exec_body(name);
+        let body = exec_body(v, name);
         let whole = decode_all(Framing::Multiplexed, [body]).expect(name);
         assert_eq!(whole, deframe(body), "{name}");
         assert_eq!(
@@ -940,7 +1049,13 @@ fn decoder_small_fixtures_every_split() {
     }
     // The paced one in write order; the missing binary all on stderr.
     assert_eq!(
-        text(&decode_all(Framing::Multiplexed, [exec_body("exec_start_mixed_paced")]).unwrap()),
+        text(
+            &decode_all(
+                Framing::Multiplexed,
+                [exec_body(v, "exec_start_mixed_paced")]
+            )
+            .unwrap()
+        ),
         vec![
             (StreamKind::Stdout, "out1\n".to_owned()),
             (StreamKind::Stderr, "err1\n".to_owned()),
@@ -949,7 +1064,7 @@ fn decoder_small_fixtures_every_split() {
     );
     let missing = decode_all(
         Framing::Multiplexed,
-        [exec_body("exec_start_missing_binary")],
+        [exec_body(v, "exec_start_missing_binary")],
     )
     .unwrap();
     assert!(missing.iter().all(|(k, _)| *k == StreamKind::Stderr));
@@ -957,7 +1072,13 @@ fn decoder_small_fixtures_every_split() {
 
 #[test]
 fn decoder_tty_fixture_is_passed_through() {
-    let body = exec_body("exec_start_tty");
+    for v in VERSIONS {
+        decoder_tty_fixture_is_passed_through_on(v);
+    }
+}
+
+fn decoder_tty_fixture_is_passed_through_on(v: &'static str) {
+    let body = exec_body(v, "exec_start_tty");
     assert_eq!(body, b"tty-out\r\ntty-err\r\n");
     for step in 1..=body.len() {
         assert_eq!(
@@ -985,7 +1106,13 @@ impl Rng {
 
 #[test]
 fn decoder_one_mib_fixture_in_random_pieces() {
-    let body = exec_body("exec_start_big");
+    for v in VERSIONS {
+        decoder_one_mib_fixture_in_random_pieces_on(v);
+    }
+}
+
+fn decoder_one_mib_fixture_in_random_pieces_on(v: &'static str) {
+    let body = exec_body(v, "exec_start_big");
     let whole = decode_all(Framing::Multiplexed, [body]).unwrap();
     assert_eq!(whole, deframe(body));
     let stdout = stream_of(&whole, StreamKind::Stdout);

@@ -21,6 +21,8 @@
 #   POD_EXEC_IMAGE        session image name   (default: localhost/pod_exec_mcp_base:latest)
 #   POD_EXEC_BASE_IMAGE   base for the build   (default: localhost/debian-bootstrap:bookworm)
 #   POD_EXEC_ENV_REUSE=0  ignore an exported CONTAINER_HOST and use the private socket
+#   POD_EXEC_PODMAN=5     serve Podman 5 instead (tests/podman5-env.sh: a trixie
+#                         Podman 5.4 in a container of the local Podman)
 set -euo pipefail
 
 log() { printf 'podman-env: %s\n' "$*" >&2; }
@@ -94,6 +96,11 @@ if [ "$have" != "$want" ]; then
 fi
 
 # --- API service ------------------------------------------------------------------
+if [ "${POD_EXEC_PODMAN:-}" = 5 ]; then
+  export STATE CONF IMAGE BASE_IMAGE ROOT
+  exec "$ROOT/tests/podman5-env.sh"
+fi
+
 ping() { # ping a CONTAINER_HOST value; only unix:// and tcp:// are probed
   case "$1" in
     unix://*) curl -fsS --max-time 2 --unix-socket "${1#unix://}" http://d/_ping >/dev/null 2>&1 ;;

@@ -218,3 +218,127 @@ async fn server_in_a_container_with_the_host_socket_mounted() {
     drop(server);
     let _ = podman.remove_image(IMAGE).await;
 }
+
+/// The image of the rootless variant (its own tag: the tests run in
+/// parallel and each removes its image at the end).
+const IMAGE_ROOTLESS: &str = "localhost/pod-exec-mcp-server-test:rootless";
+
+/// The server container run as a non-root user with that user's rootless
+/// socket mounted (`tests/rootless-env.sh` sets the user up): its sessions
+/// are containers of the user's Podman.
+#[tokio::test]
+async fn server_in_a_container_as_a_user_with_the_users_rootless_socket() {
+    use std::os::unix::fs::MetadataExt;
+    let podman = live_podman().await;
+    let host = std::env::var("POD_EXEC_ROOTLESS_HOST").unwrap_or_else(|_| {
+        panic!(
+            "POD_EXEC_ROOTLESS_HOST is not set: as root run\n\n    eval \"$(tests/podman-env.sh)\" && eval \"$(tests/rootless-env.sh)\"\n\nthen the tests again from that shell"
+        )
+    });
+    let user_podman = PodmanClient::new(Endpoint::parse(&host).expect("POD_EXEC_ROOTLESS_HOST"));
+    assert!(
+        user_podman
+            .info()
+            .await
+            .expect("the rootless Podman answers")
+            .rootless,
+        "{host} is not rootless"
+    );
+    let socket = std::path::PathBuf::from(host.trim_start_matches("unix://"));
+    let meta = std::fs::metadata(&socket).expect("the user's socket");
+    let (uid, gid) = (meta.uid(), meta.gid());
+    assert_ne!(uid, 0);
+
+    podman
+        .build_image(
+            context(),
+            &BuildOptions {
+                tag: IMAGE_ROOTLESS.into(),
+                dockerfile: "Containerfile".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("build the server image: {e}"));
+
+    let port = free_port();
+    let mut spec = server_spec(&socket, port);
+    spec.image = IMAGE_ROOTLESS.into();
+    spec.user = Some(format!("{uid}:{gid}"));
+    spec.env
+        .insert("POD_EXEC_AUTH_TOKEN".into(), TOKEN.to_owned());
+    let id = podman.create_container(&spec).await.expect("create");
+    let server = ContainerGuard::new(id, podman.endpoint().clone());
+    podman.start_container(&server.id).await.expect("start");
+
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    wait_for(
+        Duration::from_secs(20),
+        "the containerized server answers",
+        || async {
+            let transport = rmcp::transport::StreamableHttpClientTransport::from_config(
+                rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                    url.clone(),
+                )
+                .auth_header(TOKEN),
+            );
+            match rmcp::model::ClientConfig::default().serve(transport).await {
+                Ok(c) => {
+                    let _ = c.cancel().await;
+                    true
+                }
+                Err(_) => false,
+            }
+        },
+    )
+    .await;
+
+    // The server process is the user on the host, and has no podman.
+    let inspect = podman.inspect_container(&server.id).await.expect("inspect");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", inspect.state.pid))
+        .expect("server status");
+    let host_uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .map(str::to_owned);
+    assert_eq!(host_uid, Some(uid.to_string()), "{status}");
+    let r = common::sh(
+        &podman,
+        &server.id,
+        "id -u; command -v podman || echo no-podman",
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8_lossy(&r.stream(pod_exec_mcp::podman::StreamKind::Stdout)),
+        format!("{uid}\nno-podman\n")
+    );
+
+    let client = connect_with_token(&url, TOKEN).await;
+    let r = run(&client, "id -u; hostname").await;
+    let hostname = r.output.strip_prefix("0\n").map(str::trim);
+    let hostname = hostname.unwrap_or_else(|| panic!("{r:?}"));
+    // The session's container is on the user's Podman, not the test's.
+    let instance = instance_of(&user_podman, hostname).await;
+    let label = format!("pod-exec-mcp.instance={instance}");
+    let of_instance = || async {
+        user_podman
+            .list_containers(&["pod-exec-mcp.managed=true", label.as_str()])
+            .await
+            .expect("list")
+            .len()
+    };
+    assert_eq!(of_instance().await, 1);
+
+    podman
+        .kill_container(&server.id, "TERM")
+        .await
+        .expect("SIGTERM");
+    wait_exited(&podman, &server.id, "the server container exits").await;
+    let info = podman.inspect_container(&server.id).await.expect("inspect");
+    assert_eq!(info.state.exit_code, 0, "clean exit");
+    assert_eq!(of_instance().await, 0, "its session container is gone");
+    drop(client);
+    drop(server);
+    let _ = podman.remove_image(IMAGE_ROOTLESS).await;
+}

@@ -102,6 +102,21 @@ impl PodmanClient {
         context_tar: Bytes,
         opts: &BuildOptions,
     ) -> Result<BuildReport, PodmanError> {
+        self.build_image_streaming(context_tar, opts, |_| {}).await
+    }
+
+    /// [`build_image`](Self::build_image), handing each piece of build
+    /// output (a `stream` value, or a line that is not JSON) to `on_output`
+    /// as it arrives.
+    ///
+    /// # Errors
+    /// As [`build_image`](Self::build_image).
+    pub async fn build_image_streaming(
+        &self,
+        context_tar: Bytes,
+        opts: &BuildOptions,
+        mut on_output: impl FnMut(&str) + Send,
+    ) -> Result<BuildReport, PodmanError> {
         let mut path = api(&format!(
             "/build?t={}&dockerfile={}",
             encode(&opts.tag),
@@ -150,10 +165,10 @@ impl PodmanClient {
                 Ok(Some(Ok(f))) => f,
             };
             if let Ok(data) = frame.into_data() {
-                lines.push(data, |l| outcome.line(l));
+                lines.push(data, |l| outcome.line(l, &mut on_output));
             }
         }
-        lines.finish(|l| outcome.line(l));
+        lines.finish(|l| outcome.line(l, &mut on_output));
         outcome.finish()
     }
 }
@@ -168,7 +183,7 @@ struct BuildOutcome {
 }
 
 impl BuildOutcome {
-    fn line(&mut self, raw: &[u8]) {
+    fn line(&mut self, raw: &[u8], on_output: &mut impl FnMut(&str)) {
         if raw.iter().all(u8::is_ascii_whitespace) {
             return;
         }
@@ -176,11 +191,14 @@ impl BuildOutcome {
             Ok(l) => l,
             // Not JSON: keep it as log text rather than fail a build over it.
             Err(_) => {
-                self.push_text(&String::from_utf8_lossy(raw));
+                let text = String::from_utf8_lossy(raw);
+                on_output(&format!("{}\n", text.trim_end()));
+                self.push_text(&text);
                 return;
             }
         };
         if let Some(s) = parsed.stream {
+            on_output(&s);
             // Podman 4.3 sends no `aux` line: the image id is the last bare
             // 64-hex-digit stream line.
             let t = s.trim();
@@ -277,10 +295,26 @@ mod tests {
         let mut s = LineSplitter::default();
         let mut o = BuildOutcome::default();
         for p in pieces {
-            s.push(Bytes::copy_from_slice(p), |l| o.line(l));
+            s.push(Bytes::copy_from_slice(p), |l| o.line(l, &mut |_| {}));
         }
-        s.finish(|l| o.line(l));
+        s.finish(|l| o.line(l, &mut |_| {}));
         o.finish()
+    }
+
+    #[test]
+    fn output_is_handed_on_as_it_comes() {
+        let mut s = LineSplitter::default();
+        let mut o = BuildOutcome::default();
+        let mut seen = Vec::new();
+        for p in [
+            &b"{\"stream\":\"STEP 1/2: FROM x\\n\"}\n{\"str"[..],
+            b"eam\":\"ok\\n\"}\nnot json\n",
+        ] {
+            s.push(Bytes::copy_from_slice(p), |l| {
+                o.line(l, &mut |t| seen.push(t.to_owned()))
+            });
+        }
+        assert_eq!(seen, ["STEP 1/2: FROM x\n", "ok\n", "not json\n"]);
     }
 
     #[test]

@@ -101,6 +101,9 @@ pub struct HostInfo {
     pub rootless: bool,
     /// `host.ociRuntime.name`, e.g. "runc".
     pub oci_runtime: String,
+    /// `host.cgroupVersion`: "v1" or "v2". Rootless Podman on v1 cannot set
+    /// memory, pids or CPU limits and drops them without an error.
+    pub cgroup_version: String,
 }
 
 #[derive(Deserialize)]
@@ -115,6 +118,8 @@ struct InfoHost {
     security: InfoSecurity,
     #[serde(rename = "ociRuntime", default)]
     oci_runtime: InfoRuntime,
+    #[serde(rename = "cgroupVersion", default)]
+    cgroup_version: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -244,6 +249,7 @@ impl PodmanClient {
         Ok(HostInfo {
             rootless: reply.host.security.rootless,
             oci_runtime: reply.host.oci_runtime.name,
+            cgroup_version: reply.host.cgroup_version,
         })
     }
 

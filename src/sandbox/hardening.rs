@@ -129,6 +129,15 @@ impl Hardening {
                 );
             }
             self.userns = None;
+            if host.cgroup_version == "v1" {
+                // Podman accepts the limits and drops them (the container's
+                // Memory and PidsLimit read 0); what bounds processes then
+                // is RLIMIT_NPROC, counted for that user over all its
+                // sandboxes together.
+                warn!(
+                    "rootless Podman on cgroups v1: the memory, pids and CPU limits are not enforced (Podman drops them); use cgroups v2 or rootful Podman for them"
+                );
+            }
         } else if self.userns.is_none() {
             warn!(
                 "POD_EXEC_USERNS=host under rootful Podman: a sandbox's root is the host's root (confined by capabilities, seccomp and namespaces only)"

@@ -54,7 +54,11 @@ pub fn start(envs: &[(&str, &str)]) -> ServerProcess {
             }
         });
     }
-    let endpoint = pod_exec_mcp::podman::Endpoint::from_env().expect("CONTAINER_HOST");
+    // The Podman the server talks to: a CONTAINER_HOST given here wins.
+    let endpoint = match envs.iter().find(|(k, _)| *k == "CONTAINER_HOST") {
+        Some((_, v)) => pod_exec_mcp::podman::Endpoint::parse(v).expect("CONTAINER_HOST given"),
+        None => pod_exec_mcp::podman::Endpoint::from_env().expect("CONTAINER_HOST"),
+    };
     match rx.recv_timeout(Duration::from_secs(10)) {
         Ok((url, instance)) => ServerProcess {
             child: Some(child),

@@ -1,0 +1,157 @@
+//! `pod_exec_mcp build-image` (and the `pod_exec_mcp_build` command): builds
+//! the session image through the libpod build endpoint from the
+//! Containerfile and context embedded in the binary, so an installed binary
+//! needs neither the source tree nor the podman CLI. Build output is
+//! streamed to stdout as Podman sends it; a failed build exits non-zero with
+//! Podman's own error.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use clap::Parser;
+
+use crate::config::BuildImageArgs;
+use crate::podman::{BuildOptions, PodmanClient};
+
+/// The build context: every file under `images/`, embedded at compile time
+/// (a unit test checks that none is missing).
+pub const CONTEXT: &[(&str, &[u8])] =
+    &[("Containerfile", include_bytes!("../images/Containerfile"))];
+
+/// The tar the build endpoint receives.
+///
+/// # Errors
+/// Packing failed (it does not, for in-memory data; no panic either way).
+pub fn context_tar() -> std::io::Result<Bytes> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, data) in CONTEXT {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_cksum();
+        tar.append_data(&mut header, name, *data)?;
+    }
+    Ok(Bytes::from(tar.into_inner()?))
+}
+
+/// Runs the command for `args` (argv, the program name first) and returns
+/// the process exit code: 0 built, 1 the build or Podman failed, 2 bad
+/// arguments.
+pub async fn cli(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args = match BuildImageArgs::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) => {
+            // --help and --version are "errors" that exit 0.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    match run(&args).await {
+        Ok(summary) => {
+            eprintln!("pod_exec_mcp build-image: {summary}");
+            ExitCode::SUCCESS
+        }
+        Err(line) => {
+            eprintln!("pod_exec_mcp build-image: {line}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The build itself; `Err` is the one line to show.
+async fn run(args: &BuildImageArgs) -> Result<String, String> {
+    let endpoint = args.endpoint().map_err(|e| e.to_string())?;
+    let podman = PodmanClient::new(endpoint.clone());
+    podman
+        .ping()
+        .await
+        .map_err(|e| format!("cannot reach the Podman API at {endpoint}: {e}"))?;
+    let mut opts = BuildOptions {
+        tag: args.tag.clone(),
+        dockerfile: "Containerfile".to_owned(),
+        ..Default::default()
+    };
+    opts.build_args.extend(args.build_args.iter().cloned());
+    if let Some(base) = &args.base {
+        opts.build_args.insert("BASE".to_owned(), base.clone());
+    }
+    let context = context_tar().map_err(|e| format!("packing the build context: {e}"))?;
+    let mut stdout = std::io::stdout();
+    let report = podman
+        .build_image_streaming(context, &opts, |text| {
+            // A closed stdout must not stop the build; the result still
+            // goes to stderr.
+            let _ = stdout.write_all(text.as_bytes());
+            let _ = stdout.flush();
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(match report.image_id {
+        Some(id) => format!("built {} ({id})", args.tag),
+        None => format!("built {}", args.tag),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_under_images_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("images");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .expect("images/")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> = CONTEXT.iter().map(|(n, _)| (*n).to_owned()).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded, "add new files under images/ to CONTEXT");
+        for (name, data) in CONTEXT {
+            assert_eq!(
+                std::fs::read(dir.join(name)).expect("read"),
+                *data,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn context_is_a_tar_of_the_embedded_files() {
+        let tar = context_tar().expect("tar");
+        let mut archive = tar::Archive::new(&tar[..]);
+        let names: Vec<String> = archive
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                e.expect("entry")
+                    .path()
+                    .expect("path")
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(names, ["Containerfile"]);
+    }
+
+    #[test]
+    fn build_args_are_checked() {
+        let a = BuildImageArgs::try_parse_from([
+            "x",
+            "--base",
+            "localhost/b:1",
+            "--build-arg",
+            "A=1=2",
+            "--tag",
+            "t:1",
+        ])
+        .expect("parse");
+        assert_eq!(a.build_args, [("A".to_owned(), "1=2".to_owned())]);
+        assert_eq!(a.base.as_deref(), Some("localhost/b:1"));
+        assert!(BuildImageArgs::try_parse_from(["x", "--build-arg", "novalue"]).is_err());
+        assert!(BuildImageArgs::try_parse_from(["x", "--build-arg", "=v"]).is_err());
+    }
+}
