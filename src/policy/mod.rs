@@ -7,7 +7,13 @@
 //!   substitutions, groups, here-documents); total and bounded.
 //! - `command`: simple commands -> normalized invocations (assignments and
 //!   wrappers stripped, `sh -c`/`eval` payloads followed).
-//! - `builtin`: per-tool built-in rules (`shell` for now).
+//! - `builtin`: per-tool built-in rules (`shell`, and through `k8s` the
+//!   Kubernetes CLIs').
+//! - `k8s`: kubectl/helm/istioctl/argocd: credential and cluster flags,
+//!   mass deletion, the verbs read-only mode refuses, k8s-mcp-server's
+//!   default rules.
+//! - `pipeline`: strict mode's shape of a CLI tool's command line (the
+//!   tool, then only filters after pipes).
 //! - `rules`: the YAML rule file and word-wise prefix matching.
 //!
 //! # What is matched against what
@@ -21,7 +27,9 @@
 
 mod builtin;
 mod command;
+mod k8s;
 mod lexer;
+pub mod pipeline;
 mod rules;
 
 use std::fmt;
@@ -125,6 +133,23 @@ impl Policy {
         }
     }
 
+    /// Adds k8s-mcp-server's default rules for kubectl, helm, istioctl and
+    /// argocd, under the rule file's: per tool, each section the file gives
+    /// replaces the default one, as in k8s-mcp-server.
+    pub fn with_k8s_defaults(mut self) -> Policy {
+        let defaults = k8s::default_rules();
+        self.rules = Some(match self.rules.take() {
+            Some(file) => file.with_defaults(&defaults),
+            None => defaults,
+        });
+        self
+    }
+
+    /// Whether the server is read-only.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
     /// The mode it was built with.
     pub fn mode(&self) -> Mode {
         self.mode
@@ -148,7 +173,12 @@ impl Policy {
             .rules
             .as_ref()
             .and_then(|r| r.tool(tool).map(|t| (r, t)));
-        if builtins.is_empty() && file.is_none() {
+        let mutating = if self.read_only {
+            k8s::mutating_verbs(tool)
+        } else {
+            &[]
+        };
+        if builtins.is_empty() && file.is_none() && mutating.is_empty() {
             return Ok(());
         }
         let expanded = command::expand(command);
@@ -164,6 +194,15 @@ impl Policy {
                 .find_map(|r| (r.check)(inv).map(|m| (r.id, m)))
             {
                 return Err(self.refuse(r.0.into(), r.1));
+            }
+            if let Some(verb) = mutating.iter().find(|p| p.matches(inv, false)) {
+                return Err(self.refuse(
+                    format!("read-only:{}", verb.text),
+                    format!(
+                        "{:?} changes the cluster or its workloads, and the server is read-only",
+                        verb.text
+                    ),
+                ));
             }
         }
         let Some((file, rules)) = file else {
