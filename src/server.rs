@@ -48,6 +48,9 @@ pub enum StartupError {
         /// The listen address.
         addr: SocketAddr,
     },
+    /// A CLI profile is unusable.
+    #[error("{0}")]
+    Profiles(#[from] crate::profiles::ProfileError),
     /// The command policy's rule file is unusable.
     #[error("{0}")]
     Policy(#[from] crate::policy::PolicyError),
@@ -104,6 +107,7 @@ pub struct Server {
     policy: Policy,
     audit: Option<AuditLog>,
     config: Config,
+    profiles: crate::profiles::Profiles,
 }
 
 impl Server {
@@ -126,7 +130,13 @@ impl Server {
                  anyone who reaches it can run commands on this Podman"
             );
         }
+        let profiles = crate::profiles::Profiles::from_config(&config)?;
         let policy = policy_from(&config)?;
+        let policy = if profiles.k8s() {
+            policy.with_k8s_defaults()
+        } else {
+            policy
+        };
         let audit = match &config.audit_log {
             Some(path) => {
                 Some(
@@ -185,7 +195,8 @@ impl Server {
             image = %config.image, instance = %me.instance, rootless = host.rootless,
             "connected to Podman"
         );
-        let mut template = SandboxTemplate::from_config(&config);
+        let mut template = SandboxTemplate::from_config(&config)
+            .with_kubeconfig(profiles.kube_mount().cloned());
         template.adapt_to(&quick, &host, &me).await;
         let volume = executor_volume(&podman, &config, &template, &me).await;
         let template = template.with_executor_volume(volume);
@@ -225,6 +236,7 @@ impl Server {
             policy,
             audit,
             config,
+            profiles,
         })
     }
 
@@ -244,6 +256,7 @@ impl Server {
             policy,
             audit,
             config,
+            profiles,
         } = self;
 
         // What a crashed predecessor left behind goes, without delaying
@@ -261,7 +274,7 @@ impl Server {
         ));
         sandboxes.start_pool(usize::try_from(config.warm_pool).unwrap_or(0));
 
-        let shared = PodExecServer::shared(sandboxes.clone(), config.clone(), policy, audit);
+        let shared = PodExecServer::shared(sandboxes.clone(), config.clone(), policy, audit, profiles);
         let mut http_config =
             StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
         http_config = match config.host_allowlist() {

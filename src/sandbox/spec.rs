@@ -22,6 +22,8 @@ pub struct SandboxTemplate {
     hardening: Hardening,
     /// The executor's volume, mounted into every sandbox when set.
     executor_volume: Option<String>,
+    /// The kubeconfig (k8s profile), mounted read-only when set.
+    kube: Option<crate::profiles::KubeMount>,
 }
 
 impl SandboxTemplate {
@@ -34,6 +36,7 @@ impl SandboxTemplate {
             pids: c.pids_limit,
             hardening: Hardening::from_config(c),
             executor_volume: None,
+            kube: None,
         }
         .with_read_only_mode(c.read_only)
     }
@@ -48,6 +51,13 @@ impl SandboxTemplate {
     /// Mounts the executor's volume (read-only) into every sandbox.
     pub fn with_executor_volume(mut self, volume: Option<String>) -> Self {
         self.executor_volume = volume;
+        self
+    }
+
+    /// Mounts a kubeconfig read-only into every sandbox, with
+    /// `KUBECONFIG` pointing at it (the k8s profile).
+    pub fn with_kubeconfig(mut self, kube: Option<crate::profiles::KubeMount>) -> Self {
+        self.kube = kube;
         self
     }
 
@@ -145,6 +155,15 @@ impl SandboxTemplate {
             });
         }
         self.hardening.apply(&mut spec);
+        if let Some(k) = &self.kube {
+            spec.mounts.push(crate::podman::Mount::bind(
+                &k.source.to_string_lossy(),
+                &k.destination,
+                false,
+            ));
+            spec.env
+                .extend(k.env().map(|(key, v)| (key.to_owned(), v)));
+        }
         spec
     }
 }
