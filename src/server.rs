@@ -195,8 +195,8 @@ impl Server {
             image = %config.image, instance = %me.instance, rootless = host.rootless,
             "connected to Podman"
         );
-        let mut template = SandboxTemplate::from_config(&config)
-            .with_kubeconfig(profiles.kube_mount().cloned());
+        let mut template =
+            SandboxTemplate::from_config(&config).with_kubeconfig(profiles.kube_mount().cloned());
         template.adapt_to(&quick, &host, &me).await;
         let volume = executor_volume(&podman, &config, &template, &me).await;
         let template = template.with_executor_volume(volume);
@@ -274,7 +274,8 @@ impl Server {
         ));
         sandboxes.start_pool(usize::try_from(config.warm_pool).unwrap_or(0));
 
-        let shared = PodExecServer::shared(sandboxes.clone(), config.clone(), policy, audit, profiles);
+        let shared =
+            PodExecServer::shared(sandboxes.clone(), config.clone(), policy, audit, profiles);
         let mut http_config =
             StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
         http_config = match config.host_allowlist() {

@@ -366,14 +366,14 @@ impl ServerHandler for PodExecServer {
                 .enable_prompts()
                 .build(),
         )
-            .with_server_info(Implementation::new(
-                "pod_exec_mcp",
-                env!("CARGO_PKG_VERSION"),
-            ))
-            .with_instructions(
-                "Each session has its own sandboxed Linux container. Use shell_exec to run \
+        .with_server_info(Implementation::new(
+            "pod_exec_mcp",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(
+            "Each session has its own sandboxed Linux container. Use shell_exec to run \
                  shell commands in it; files persist for the session's lifetime.",
-            )
+        )
     }
 
     async fn list_prompts(

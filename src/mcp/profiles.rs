@@ -18,8 +18,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CallRecord, Finish, PodExecServer, ShellExecResult, Shared, caller, error_text, progress_message,
-    session_id, tool_error, validate_command, validate_timeout,
+    CallRecord, Finish, PodExecServer, Shared, ShellExecResult, caller, error_text,
+    progress_message, session_id, tool_error, validate_command, validate_timeout,
 };
 use crate::config::Config;
 use crate::policy::{Mode, pipeline};

@@ -161,8 +161,7 @@ impl SandboxTemplate {
                 &k.destination,
                 false,
             ));
-            spec.env
-                .extend(k.env().map(|(key, v)| (key.to_owned(), v)));
+            spec.env.extend(k.env().map(|(key, v)| (key.to_owned(), v)));
         }
         spec
     }
