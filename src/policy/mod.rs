@@ -7,11 +7,11 @@
 //!   substitutions, groups, here-documents); total and bounded.
 //! - `command`: simple commands -> normalized invocations (assignments and
 //!   wrappers stripped, `sh -c`/`eval` payloads followed).
-//! - `builtin`: per-tool built-in rules (`shell`, and through `k8s` the
-//!   Kubernetes CLIs').
-//! - `k8s`: kubectl/helm/istioctl/argocd: credential and cluster flags,
-//!   mass deletion, the verbs read-only mode refuses, k8s-mcp-server's
-//!   default rules.
+//! - `builtin`: per-tool built-in rules (`shell`).
+//! - `k8s`: kubectl/helm/istioctl/argocd, on with the k8s profile
+//!   ([`Policy::with_k8s_defaults`]): credential and cluster flags, mass
+//!   deletion, the verbs read-only mode refuses, k8s-mcp-server's default
+//!   rules.
 //! - `pipeline`: strict mode's shape of a CLI tool's command line (the
 //!   tool, then only filters after pipes).
 //! - `rules`: the YAML rule file and word-wise prefix matching.
@@ -121,6 +121,8 @@ pub struct Policy {
     mode: Mode,
     rules: Option<RuleFile>,
     read_only: bool,
+    /// The Kubernetes CLIs' rules are on (the k8s profile).
+    k8s: bool,
 }
 
 impl Policy {
@@ -130,13 +132,18 @@ impl Policy {
             mode,
             rules,
             read_only,
+            k8s: false,
         }
     }
 
-    /// Adds k8s-mcp-server's default rules for kubectl, helm, istioctl and
-    /// argocd, under the rule file's: per tool, each section the file gives
-    /// replaces the default one, as in k8s-mcp-server.
+    /// Turns on the Kubernetes CLIs' rules (the k8s profile): built-in
+    /// credential/cluster-flag and mass-deletion rules, read-only mode's
+    /// mutating verbs, and k8s-mcp-server's default rules for kubectl,
+    /// helm, istioctl and argocd under the rule file's (per tool, each
+    /// section the file gives replaces the default one, as in
+    /// k8s-mcp-server).
     pub fn with_k8s_defaults(mut self) -> Policy {
+        self.k8s = true;
         let defaults = k8s::default_rules();
         self.rules = Some(match self.rules.take() {
             Some(file) => file.with_defaults(&defaults),
@@ -168,12 +175,15 @@ impl Policy {
         if self.mode == Mode::Permissive && !self.read_only {
             return Ok(());
         }
-        let builtins = builtin::rules_for(tool);
+        let builtins = match builtin::rules_for(tool) {
+            [] if self.k8s => k8s::builtin_rules(tool),
+            b => b,
+        };
         let file = self
             .rules
             .as_ref()
             .and_then(|r| r.tool(tool).map(|t| (r, t)));
-        let mutating = if self.read_only {
+        let mutating = if self.read_only && self.k8s {
             k8s::mutating_verbs(tool)
         } else {
             &[]
