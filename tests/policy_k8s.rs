@@ -23,6 +23,13 @@ fn rule(p: &Policy, tool: &str, cmd: &str) -> Option<String> {
 fn default_rules_match_on_words() {
     let p = strict();
     let delete = Some("yaml:dangerous_commands:kubectl delete".to_string());
+    let r = p.check("kubectl", "kubectl delete ns y").unwrap_err();
+    assert!(
+        r.message
+            .contains("the built-in kubectl/helm/istioctl/argocd rules"),
+        "{}",
+        r.message
+    );
     assert_eq!(rule(&p, "kubectl", "kubectl -n x delete ns y"), delete);
     assert_eq!(rule(&p, "kubectl", "kubectl  delete ns y"), delete);
     assert_eq!(
@@ -197,13 +204,27 @@ fn a_user_file_replaces_a_tools_sections_and_keeps_the_rest() {
     );
     assert!(rule(&p, "helm", "helm uninstall x").is_some());
     assert_eq!(rule(&p, "kubectl", "kubectl get pods"), None);
+    // Refusals name where the rule came from.
+    let r = p.check("kubectl", "kubectl cordon n1").unwrap_err();
+    assert!(
+        r.message.contains("k8s-mcp-server-security-config.yaml"),
+        "{}",
+        r.message
+    );
+    let r = p.check("helm", "helm uninstall x").unwrap_err();
+    assert!(
+        r.message.contains("k8s-mcp-server-security-config.yaml"),
+        "{}",
+        r.message
+    );
     // A file giving only safe_patterns for helm keeps helm's default
     // dangerous list.
     let f = RuleFile::parse("f", "safe_patterns:\n  helm: [\"helm upgrade web\"]\n").unwrap();
     let p = Policy::new(Mode::Strict, Some(f), false).with_k8s_defaults();
     assert_eq!(rule(&p, "helm", "helm upgrade web chart"), None);
     assert!(rule(&p, "helm", "helm upgrade db chart").is_some());
-    assert!(rule(&p, "helm", "helm rollback web 1").is_some());
+    let r = p.check("helm", "helm rollback web 1").unwrap_err();
+    assert!(r.message.contains("the built-in"), "{}", r.message);
 }
 
 #[test]

@@ -152,11 +152,6 @@ impl Policy {
         self
     }
 
-    /// Whether the server is read-only.
-    pub fn read_only(&self) -> bool {
-        self.read_only
-    }
-
     /// The mode it was built with.
     pub fn mode(&self) -> Mode {
         self.mode
@@ -246,7 +241,7 @@ impl Policy {
                         "{} (rule {:?} for {tool} in {})",
                         r.error_message.trim_end_matches('.'),
                         r.description,
-                        file.path
+                        file.source_of(rules, 2)
                     ),
                 ));
             }
@@ -263,7 +258,7 @@ impl Policy {
                 format!(
                     "{:?} is a dangerous command for {tool} in {} and no safe pattern there covers {:?}; use a more specific form with the resource type and name",
                     d.text,
-                    file.path,
+                    file.source_of(rules, 0),
                     inv.joined()
                 ),
             ));

@@ -36,6 +36,9 @@ pub(crate) struct ToolRules {
     /// defaults (see [`RuleFile::with_defaults`]) fill only the others, as
     /// k8s-mcp-server replaces its defaults section by section.
     pub given: [bool; 3],
+    /// Where a section came from when not from this file (defaults), for
+    /// refusal messages: dangerous_commands, safe_patterns, regex_rules.
+    pub source: [Option<String>; 3],
 }
 
 /// A command prefix, as words.
@@ -122,22 +125,30 @@ impl RuleFile {
 
     /// This file with `defaults` filling, per tool, each section
     /// (dangerous_commands, safe_patterns, regex_rules) the file does not
-    /// give for that tool; refusals name the file a rule came from.
+    /// give for that tool; refusals name where a rule came from.
     pub fn with_defaults(mut self, defaults: &RuleFile) -> RuleFile {
         for (tool, d) in &defaults.tools {
             let t = self.tools.entry(tool.clone()).or_default();
             if !t.given[0] {
                 t.dangerous.clone_from(&d.dangerous);
+                t.source[0] = Some(defaults.path.clone());
             }
             if !t.given[1] {
                 t.safe.clone_from(&d.safe);
+                t.source[1] = Some(defaults.path.clone());
             }
             if !t.given[2] {
                 t.regex.clone_from(&d.regex);
+                t.source[2] = Some(defaults.path.clone());
             }
             t.given = [true; 3];
         }
         self
+    }
+
+    /// Where section `i` of `tool`'s rules came from.
+    pub(crate) fn source_of<'a>(&'a self, rules: &'a ToolRules, i: usize) -> &'a str {
+        rules.source[i].as_deref().unwrap_or(&self.path)
     }
 }
 
