@@ -283,7 +283,7 @@ mod tests {
         }
         let c = Config::try_parse_from(["x"]).unwrap();
         let s = SandboxTemplate::from_config(&c).spec("n", "t", "session", &me);
-        assert!(s.env.get("KUBECONFIG").is_none());
+        assert!(!s.env.contains_key("KUBECONFIG"));
         assert!(s.mounts.iter().all(|m| !m.destination.contains("kube")));
     }
 
