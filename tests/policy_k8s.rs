@@ -239,3 +239,26 @@ fn pipeline_shape_is_public_and_bounded() {
     let unbalanced = format!("kubectl get \"{}", "x".repeat(10_000));
     assert!(pipeline::check(&unbalanced).is_err());
 }
+
+#[test]
+fn shell_exec_is_held_to_the_cli_rules_with_the_k8s_profile() {
+    let p = strict();
+    assert_eq!(
+        rule(&p, "shell", "cd /tmp && kubectl --token=x get pods | head").as_deref(),
+        Some("k8s:credential-flag")
+    );
+    assert_eq!(
+        rule(&p, "shell", "sh -c 'helm uninstall web'").as_deref(),
+        Some("yaml:dangerous_commands:helm uninstall")
+    );
+    assert_eq!(rule(&p, "shell", "kubectl get pods -o name | wc -l"), None);
+    assert_eq!(
+        rule(&p, "shell", "rm -rf /").as_deref(),
+        Some("shell:rm-root")
+    );
+    let ro = Policy::new(Mode::Permissive, None, true).with_k8s_defaults();
+    assert!(rule(&ro, "shell", "/usr/local/bin/kubectl delete pod x").is_some());
+    // Without the profile shell_exec keeps its own rules only.
+    let plain = Policy::new(Mode::Strict, None, false);
+    assert_eq!(rule(&plain, "shell", "kubectl --token=x get pods"), None);
+}

@@ -269,6 +269,9 @@ async fn kubectl_against_a_fake_api_server() {
             "{bad}: {e}"
         );
     }
+    // shell_exec is no way around them.
+    let e = error_text(&common::mcp::call(&c, "cd /tmp && kubectl --token=x get pods").await);
+    assert!(e.contains("other credentials"), "{e}");
     // k8s-mcp-server's default rules, matched on words.
     for bad in [
         "-n x delete ns y",

@@ -164,12 +164,26 @@ impl Policy {
     /// file's rules for `tool` apply (all of them are about destructive
     /// commands).
     ///
+    /// With the k8s profile on, a shell_exec command (`shell`) is also held
+    /// to the Kubernetes CLIs' rules wherever it runs one of them, so
+    /// `shell_exec` is no way around `execute_kubectl`'s rules.
+    ///
     /// # Errors
     /// The first rule that refuses, as a [`Refusal`].
     pub fn check(&self, tool: &str, command: &str) -> Result<(), Refusal> {
         if self.mode == Mode::Permissive && !self.read_only {
             return Ok(());
         }
+        self.check_tool(tool, command)?;
+        if self.k8s && tool == "shell" {
+            for t in k8s::TOOLS {
+                self.check_tool(t, command)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_tool(&self, tool: &str, command: &str) -> Result<(), Refusal> {
         let builtins = match builtin::rules_for(tool) {
             [] if self.k8s => k8s::builtin_rules(tool),
             b => b,
