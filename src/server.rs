@@ -131,12 +131,7 @@ impl Server {
             );
         }
         let profiles = crate::profiles::Profiles::from_config(&config)?;
-        let policy = policy_from(&config)?;
-        let policy = if profiles.k8s() {
-            policy.with_k8s_defaults()
-        } else {
-            policy
-        };
+        let policy = profiles.policy(policy_from(&config)?);
         let audit = match &config.audit_log {
             Some(path) => {
                 Some(

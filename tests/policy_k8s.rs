@@ -262,3 +262,27 @@ fn shell_exec_is_held_to_the_cli_rules_with_the_k8s_profile() {
     let plain = Policy::new(Mode::Strict, None, false);
     assert_eq!(rule(&plain, "shell", "kubectl --token=x get pods"), None);
 }
+
+#[test]
+fn user_cli_mutating_verbs_in_read_only_mode() {
+    let verbs = ["git push".to_string(), "git commit".to_string()];
+    let ro = Policy::new(Mode::Permissive, None, true).with_mutating("git", &verbs);
+    assert_eq!(
+        rule(&ro, "git", "git -C repo push origin main").as_deref(),
+        Some("read-only:git push")
+    );
+    assert_eq!(
+        rule(&ro, "git", "git commit -m x").as_deref(),
+        Some("read-only:git commit")
+    );
+    assert_eq!(rule(&ro, "git", "git status"), None);
+    assert_eq!(rule(&ro, "git", "git log --grep push"), None);
+    // shell_exec too.
+    assert_eq!(
+        rule(&ro, "shell", "cd r && git push").as_deref(),
+        Some("read-only:git push")
+    );
+    // Not read-only: nothing refused.
+    let rw = Policy::new(Mode::Strict, None, false).with_mutating("git", &verbs);
+    assert_eq!(rule(&rw, "git", "git push"), None);
+}

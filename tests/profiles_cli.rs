@@ -17,6 +17,7 @@ profiles:
     tools:
       git:
         description: Git, the version control system
+        mutating: [push, \"git commit\"]
       jq:
         description: jq, the JSON processor
         help_flag: --help
@@ -198,6 +199,28 @@ async fn no_profile_no_tools_and_permissive_passes_the_line() {
         rv == 0 && out.contains("git version") && out.ends_with("after\n"),
         "{out}"
     );
+    c.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn read_only_refuses_a_user_clis_mutating_verbs() {
+    let _podman = live_podman().await;
+    let file = profiles_file();
+    let s = server::start(&[
+        ("POD_EXEC_PROFILES", "dev"),
+        ("POD_EXEC_PROFILES_FILE", &file),
+        ("POD_EXEC_READ_ONLY", "1"),
+    ]);
+    let c = connect(&s.url).await;
+    for bad in ["push origin main", "-C /work commit -m x"] {
+        let r = tool(&c, "execute_git", serde_json::json!({"command": bad})).await;
+        let e = error_text(&r);
+        assert!(e.contains("read-only"), "{bad}: {e}");
+    }
+    let r = common::mcp::call(&c, "git push").await;
+    assert!(error_text(&r).contains("read-only"));
+    let (out, rv, _) = ran(&c, "execute_git", "--version").await;
+    assert!(rv == 0 && out.starts_with("git version"), "{out}");
     c.cancel().await.ok();
 }
 

@@ -123,6 +123,8 @@ pub struct Policy {
     read_only: bool,
     /// The Kubernetes CLIs' rules are on (the k8s profile).
     k8s: bool,
+    /// Mutating verbs of user-declared CLIs, refused in read-only mode.
+    mutating: std::collections::BTreeMap<String, Vec<rules::Prefix>>,
 }
 
 impl Policy {
@@ -133,7 +135,22 @@ impl Policy {
             rules,
             read_only,
             k8s: false,
+            mutating: Default::default(),
         }
+    }
+
+    /// Declares `tool`'s mutating verbs (word prefixes such as `"git
+    /// push"`), refused in read-only mode like the Kubernetes CLIs'.
+    /// Prefixes without words are skipped.
+    pub fn with_mutating(mut self, tool: &str, prefixes: &[String]) -> Policy {
+        let list: Vec<rules::Prefix> = prefixes
+            .iter()
+            .filter_map(|p| rules::Prefix::new(p))
+            .collect();
+        if !list.is_empty() {
+            self.mutating.insert(tool.to_owned(), list);
+        }
+        self
     }
 
     /// Turns on the Kubernetes CLIs' rules (the k8s profile): built-in
@@ -166,7 +183,8 @@ impl Policy {
     ///
     /// With the k8s profile on, a shell_exec command (`shell`) is also held
     /// to the Kubernetes CLIs' rules wherever it runs one of them, so
-    /// `shell_exec` is no way around `execute_kubectl`'s rules.
+    /// `shell_exec` is no way around `execute_kubectl`'s rules; likewise
+    /// for the mutating verbs of user-declared CLIs in read-only mode.
     ///
     /// # Errors
     /// The first rule that refuses, as a [`Refusal`].
@@ -175,8 +193,13 @@ impl Policy {
             return Ok(());
         }
         self.check_tool(tool, command)?;
-        if self.k8s && tool == "shell" {
-            for t in k8s::TOOLS {
+        if tool == "shell" {
+            let k8s_tools = if self.k8s { k8s::TOOLS } else { &[] };
+            for t in k8s_tools
+                .iter()
+                .copied()
+                .chain(self.mutating.keys().map(String::as_str))
+            {
                 self.check_tool(t, command)?;
             }
         }
@@ -192,10 +215,10 @@ impl Policy {
             .rules
             .as_ref()
             .and_then(|r| r.tool(tool).map(|t| (r, t)));
-        let mutating = if self.read_only && self.k8s {
-            k8s::mutating_verbs(tool)
-        } else {
-            &[]
+        let mutating: &[rules::Prefix] = match self.mutating.get(tool) {
+            Some(list) if self.read_only => list,
+            _ if self.read_only && self.k8s => k8s::mutating_verbs(tool),
+            _ => &[],
         };
         if builtins.is_empty() && file.is_none() && mutating.is_empty() {
             return Ok(());
@@ -218,7 +241,7 @@ impl Policy {
                 return Err(self.refuse(
                     format!("read-only:{}", verb.text),
                     format!(
-                        "{:?} changes the cluster or its workloads, and the server is read-only",
+                        "{:?} changes state outside the sandbox (a cluster, a remote, a service), and the server is read-only",
                         verb.text
                     ),
                 ));

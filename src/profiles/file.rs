@@ -8,6 +8,7 @@
 //!         description: "Git version control"
 //!         image: "the default session image"   # who provides it
 //!         help_flag: "--help"                  # optional
+//!         mutating: ["push", "commit"]         # refused when read-only
 //! ```
 
 use std::collections::BTreeMap;
@@ -38,6 +39,8 @@ struct RawTool {
     description: Option<String>,
     image: Option<String>,
     help_flag: Option<String>,
+    #[serde(default)]
+    mutating: Vec<String>,
 }
 
 /// Reads the file: each profile's name and tools.
@@ -97,6 +100,18 @@ pub(super) fn parse(shown: &str, text: &str) -> Result<Vec<(String, Vec<CliTool>
                     .unwrap_or_else(|| "an image that installs it (set POD_EXEC_IMAGE)".into()),
                 help_flag,
                 kube_defaults: false,
+                mutating: t
+                    .mutating
+                    .into_iter()
+                    .map(|m| {
+                        // "push" and "git push" both mean `git push`.
+                        if m.split_whitespace().next() == Some(tool.as_str()) {
+                            m
+                        } else {
+                            format!("{tool} {m}")
+                        }
+                    })
+                    .collect(),
                 name: tool,
             });
         }

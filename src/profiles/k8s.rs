@@ -28,6 +28,7 @@ pub(super) fn tools() -> Vec<CliTool> {
         image: IMAGE_HINT.into(),
         help_flag: "--help".into(),
         kube_defaults,
+        mutating: Vec::new(),
     };
     vec![
         tool("kubectl", "kubectl, the Kubernetes command-line tool", true),

@@ -38,6 +38,9 @@ pub struct CliTool {
     /// Takes Kubernetes `--context` / `--namespace` defaults (kubectl and
     /// istioctl, as in k8s-mcp-server).
     pub kube_defaults: bool,
+    /// Verbs (word prefixes, `git push`) read-only mode refuses; the k8s
+    /// CLIs' are in the policy's own table.
+    pub mutating: Vec<String>,
 }
 
 /// A profile that cannot be used. Display is one line.
@@ -144,6 +147,18 @@ impl Profiles {
             };
         }
         Ok(out)
+    }
+
+    /// `policy` with what the enabled profiles add: the Kubernetes CLIs'
+    /// rules (k8s profile) and user CLIs' mutating verbs.
+    pub fn policy(&self, mut policy: crate::policy::Policy) -> crate::policy::Policy {
+        if self.k8s() {
+            policy = policy.with_k8s_defaults();
+        }
+        for t in &self.tools {
+            policy = policy.with_mutating(&t.name, &t.mutating);
+        }
+        policy
     }
 
     /// The enabled tools, in declaration order.
