@@ -209,6 +209,33 @@ pub struct Config {
     /// goes only there, never to the ordinary log.
     #[arg(long, env = "POD_EXEC_AUDIT_LOG")]
     pub audit_log: Option<PathBuf>,
+
+    /// CLI profiles to enable (comma-separated in the variable): `k8s`
+    /// (kubectl, helm, istioctl, argocd) or a profile of
+    /// POD_EXEC_PROFILES_FILE. Each CLI gets execute_<tool> and
+    /// describe_<tool> tools.
+    #[arg(long = "profile", env = "POD_EXEC_PROFILES", value_delimiter = ',')]
+    pub profiles: Vec<String>,
+
+    /// YAML file declaring further CLI profiles (`profiles: NAME: tools:
+    /// TOOL: {description, image, help_flag}`).
+    #[arg(long, env = "POD_EXEC_PROFILES_FILE")]
+    pub profiles_file: Option<PathBuf>,
+
+    /// Kubeconfig file or directory mounted read-only into every sandbox
+    /// when the k8s profile is on (default ~/.kube).
+    #[arg(long, env = "POD_EXEC_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubernetes context added as --context to kubectl and istioctl
+    /// commands that give none (default: the kubeconfig's current context).
+    #[arg(long, env = "K8S_CONTEXT")]
+    pub k8s_context: Option<String>,
+
+    /// Namespace added as --namespace to kubectl and istioctl commands on
+    /// namespaced resources that give none and no -A (empty: none).
+    #[arg(long, env = "K8S_NAMESPACE", default_value = "default")]
+    pub k8s_namespace: String,
 }
 
 impl Config {

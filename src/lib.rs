@@ -13,6 +13,8 @@
 //!   ties session end and idle expiry to sandbox release.
 //! - [`policy`]: the command policy (strict/permissive, built-in rules,
 //!   YAML rule file, read-only); pure, checked before a command runs.
+//! - [`profiles`]: CLI profiles (built-in `k8s`, user YAML) that become
+//!   execute_/describe_ tools; Kubernetes defaults; prompt templates.
 //! - [`server`]: start-up checks and shutdown.
 //! - [`transport`]: streamable HTTP with its authentication gate.
 //! - [`auth`]: bearer tokens and caller identities.
@@ -30,6 +32,7 @@ pub mod executor;
 pub mod mcp;
 pub mod podman;
 pub mod policy;
+pub mod profiles;
 pub mod sandbox;
 pub mod server;
 pub mod transport;

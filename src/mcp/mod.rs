@@ -2,6 +2,7 @@
 //! tools, and the mapping from sandbox results and errors to tool results.
 //! Builds no HTTP requests and owns no containers.
 
+mod profiles;
 pub mod session;
 
 use std::sync::Arc;
@@ -89,6 +90,7 @@ pub struct Shared {
     policy: Policy,
     audit: Option<AuditLog>,
     tool_router: ToolRouter<PodExecServer>,
+    profiles: crate::profiles::Profiles,
 }
 
 /// The MCP server handler.
@@ -104,15 +106,19 @@ impl PodExecServer {
         config: Config,
         policy: Policy,
         audit: Option<AuditLog>,
+        profiles: crate::profiles::Profiles,
     ) -> Arc<Shared> {
         let mut tool_router = Self::tool_router();
         annotate(&mut tool_router, &config);
+        // The enabled profiles' execute_/describe_ tools: decided at start-up.
+        profiles::add_routes(&mut tool_router, &profiles, &config);
         Arc::new(Shared {
             sandboxes,
             config,
             policy,
             audit,
             tool_router,
+            profiles,
         })
     }
 
@@ -282,13 +288,13 @@ enum Finish<'a> {
 struct CallRecord<'a> {
     audit: Option<&'a AuditLog>,
     caller: Caller,
-    tool: &'static str,
+    tool: &'a str,
     command: &'a str,
     started: std::time::Instant,
 }
 
 impl<'a> CallRecord<'a> {
-    fn new(shared: &'a Shared, caller: Caller, tool: &'static str, command: &'a str) -> Self {
+    fn new(shared: &'a Shared, caller: Caller, tool: &'a str, command: &'a str) -> Self {
         CallRecord {
             audit: shared.audit.as_ref(),
             caller,
@@ -354,15 +360,36 @@ fn error_text(e: &SandboxError) -> String {
 #[tool_handler(router = self.shared.tool_router)]
 impl ServerHandler for PodExecServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(
-                "pod_exec_mcp",
-                env!("CARGO_PKG_VERSION"),
-            ))
-            .with_instructions(
-                "Each session has its own sandboxed Linux container. Use shell_exec to run \
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_prompts()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "pod_exec_mcp",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(
+            "Each session has its own sandboxed Linux container. Use shell_exec to run \
                  shell commands in it; files persist for the session's lifetime.",
-            )
+        )
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListPromptsResult, McpError> {
+        Ok(profiles::list_prompts(&self.shared.profiles))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: rmcp::model::GetPromptRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::GetPromptResponse, McpError> {
+        profiles::get_prompt(&self.shared.profiles, &request).map(Into::into)
     }
 }
 

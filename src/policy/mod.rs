@@ -7,7 +7,13 @@
 //!   substitutions, groups, here-documents); total and bounded.
 //! - `command`: simple commands -> normalized invocations (assignments and
 //!   wrappers stripped, `sh -c`/`eval` payloads followed).
-//! - `builtin`: per-tool built-in rules (`shell` for now).
+//! - `builtin`: per-tool built-in rules (`shell`).
+//! - `k8s`: kubectl/helm/istioctl/argocd, on with the k8s profile
+//!   ([`Policy::with_k8s_defaults`]): credential and cluster flags, mass
+//!   deletion, the verbs read-only mode refuses, k8s-mcp-server's default
+//!   rules.
+//! - `pipeline`: strict mode's shape of a CLI tool's command line (the
+//!   tool, then only filters after pipes).
 //! - `rules`: the YAML rule file and word-wise prefix matching.
 //!
 //! # What is matched against what
@@ -21,7 +27,9 @@
 
 mod builtin;
 mod command;
+mod k8s;
 mod lexer;
+pub mod pipeline;
 mod rules;
 
 use std::fmt;
@@ -113,6 +121,10 @@ pub struct Policy {
     mode: Mode,
     rules: Option<RuleFile>,
     read_only: bool,
+    /// The Kubernetes CLIs' rules are on (the k8s profile).
+    k8s: bool,
+    /// Mutating verbs of user-declared CLIs, refused in read-only mode.
+    mutating: std::collections::BTreeMap<String, Vec<rules::Prefix>>,
 }
 
 impl Policy {
@@ -122,7 +134,39 @@ impl Policy {
             mode,
             rules,
             read_only,
+            k8s: false,
+            mutating: Default::default(),
         }
+    }
+
+    /// Declares `tool`'s mutating verbs (word prefixes such as `"git
+    /// push"`), refused in read-only mode like the Kubernetes CLIs'.
+    /// Prefixes without words are skipped.
+    pub fn with_mutating(mut self, tool: &str, prefixes: &[String]) -> Policy {
+        let list: Vec<rules::Prefix> = prefixes
+            .iter()
+            .filter_map(|p| rules::Prefix::new(p))
+            .collect();
+        if !list.is_empty() {
+            self.mutating.insert(tool.to_owned(), list);
+        }
+        self
+    }
+
+    /// Turns on the Kubernetes CLIs' rules (the k8s profile): built-in
+    /// credential/cluster-flag and mass-deletion rules, read-only mode's
+    /// mutating verbs, and k8s-mcp-server's default rules for kubectl,
+    /// helm, istioctl and argocd under the rule file's (per tool, each
+    /// section the file gives replaces the default one, as in
+    /// k8s-mcp-server).
+    pub fn with_k8s_defaults(mut self) -> Policy {
+        self.k8s = true;
+        let defaults = k8s::default_rules();
+        self.rules = Some(match self.rules.take() {
+            Some(file) => file.with_defaults(&defaults),
+            None => defaults,
+        });
+        self
     }
 
     /// The mode it was built with.
@@ -137,18 +181,46 @@ impl Policy {
     /// file's rules for `tool` apply (all of them are about destructive
     /// commands).
     ///
+    /// With the k8s profile on, a shell_exec command (`shell`) is also held
+    /// to the Kubernetes CLIs' rules wherever it runs one of them, so
+    /// `shell_exec` is no way around `execute_kubectl`'s rules; likewise
+    /// for the mutating verbs of user-declared CLIs in read-only mode.
+    ///
     /// # Errors
     /// The first rule that refuses, as a [`Refusal`].
     pub fn check(&self, tool: &str, command: &str) -> Result<(), Refusal> {
         if self.mode == Mode::Permissive && !self.read_only {
             return Ok(());
         }
-        let builtins = builtin::rules_for(tool);
+        self.check_tool(tool, command)?;
+        if tool == "shell" {
+            let k8s_tools = if self.k8s { k8s::TOOLS } else { &[] };
+            for t in k8s_tools
+                .iter()
+                .copied()
+                .chain(self.mutating.keys().map(String::as_str))
+            {
+                self.check_tool(t, command)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_tool(&self, tool: &str, command: &str) -> Result<(), Refusal> {
+        let builtins = match builtin::rules_for(tool) {
+            [] if self.k8s => k8s::builtin_rules(tool),
+            b => b,
+        };
         let file = self
             .rules
             .as_ref()
             .and_then(|r| r.tool(tool).map(|t| (r, t)));
-        if builtins.is_empty() && file.is_none() {
+        let mutating: &[rules::Prefix] = match self.mutating.get(tool) {
+            Some(list) if self.read_only => list,
+            _ if self.read_only && self.k8s => k8s::mutating_verbs(tool),
+            _ => &[],
+        };
+        if builtins.is_empty() && file.is_none() && mutating.is_empty() {
             return Ok(());
         }
         let expanded = command::expand(command);
@@ -164,6 +236,15 @@ impl Policy {
                 .find_map(|r| (r.check)(inv).map(|m| (r.id, m)))
             {
                 return Err(self.refuse(r.0.into(), r.1));
+            }
+            if let Some(verb) = mutating.iter().find(|p| p.matches(inv, false)) {
+                return Err(self.refuse(
+                    format!("read-only:{}", verb.text),
+                    format!(
+                        "{:?} changes state outside the sandbox (a cluster, a remote, a service), and the server is read-only",
+                        verb.text
+                    ),
+                ));
             }
         }
         let Some((file, rules)) = file else {
@@ -197,7 +278,7 @@ impl Policy {
                         "{} (rule {:?} for {tool} in {})",
                         r.error_message.trim_end_matches('.'),
                         r.description,
-                        file.path
+                        file.source_of(rules, 2)
                     ),
                 ));
             }
@@ -214,7 +295,7 @@ impl Policy {
                 format!(
                     "{:?} is a dangerous command for {tool} in {} and no safe pattern there covers {:?}; use a more specific form with the resource type and name",
                     d.text,
-                    file.path,
+                    file.source_of(rules, 0),
                     inv.joined()
                 ),
             ));

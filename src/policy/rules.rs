@@ -32,6 +32,13 @@ pub(crate) struct ToolRules {
     pub dangerous: Vec<Prefix>,
     pub safe: Vec<Prefix>,
     pub regex: Vec<RegexRule>,
+    /// Which sections the file gave for this tool: a tool's built-in
+    /// defaults (see [`RuleFile::with_defaults`]) fill only the others, as
+    /// k8s-mcp-server replaces its defaults section by section.
+    pub given: [bool; 3],
+    /// Where a section came from when not from this file (defaults), for
+    /// refusal messages: dangerous_commands, safe_patterns, regex_rules.
+    pub source: [Option<String>; 3],
 }
 
 /// A command prefix, as words.
@@ -64,13 +71,19 @@ impl RuleFile {
         let raw = raw.unwrap_or_default();
         let mut tools: BTreeMap<String, ToolRules> = BTreeMap::new();
         for (tool, list) in raw.dangerous_commands.unwrap_or_default() {
-            tools.entry(tool).or_default().dangerous = list.unwrap_or_default();
+            let t = tools.entry(tool).or_default();
+            t.dangerous = list.unwrap_or_default();
+            t.given[0] = true;
         }
         for (tool, list) in raw.safe_patterns.unwrap_or_default() {
-            tools.entry(tool).or_default().safe = list.unwrap_or_default();
+            let t = tools.entry(tool).or_default();
+            t.safe = list.unwrap_or_default();
+            t.given[1] = true;
         }
         for (tool, list) in raw.regex_rules.unwrap_or_default() {
-            tools.entry(tool).or_default().regex = list
+            let t = tools.entry(tool).or_default();
+            t.given[2] = true;
+            t.regex = list
                 .unwrap_or_default()
                 .into_iter()
                 .map(|r| RegexRule {
@@ -108,6 +121,34 @@ impl RuleFile {
 
     pub(crate) fn tool(&self, tool: &str) -> Option<&ToolRules> {
         self.tools.get(tool)
+    }
+
+    /// This file with `defaults` filling, per tool, each section
+    /// (dangerous_commands, safe_patterns, regex_rules) the file does not
+    /// give for that tool; refusals name where a rule came from.
+    pub fn with_defaults(mut self, defaults: &RuleFile) -> RuleFile {
+        for (tool, d) in &defaults.tools {
+            let t = self.tools.entry(tool.clone()).or_default();
+            if !t.given[0] {
+                t.dangerous.clone_from(&d.dangerous);
+                t.source[0] = Some(defaults.path.clone());
+            }
+            if !t.given[1] {
+                t.safe.clone_from(&d.safe);
+                t.source[1] = Some(defaults.path.clone());
+            }
+            if !t.given[2] {
+                t.regex.clone_from(&d.regex);
+                t.source[2] = Some(defaults.path.clone());
+            }
+            t.given = [true; 3];
+        }
+        self
+    }
+
+    /// Where section `i` of `tool`'s rules came from.
+    pub(crate) fn source_of<'a>(&'a self, rules: &'a ToolRules, i: usize) -> &'a str {
+        rules.source[i].as_deref().unwrap_or(&self.path)
     }
 }
 
@@ -198,6 +239,16 @@ fn is_option(w: &str) -> bool {
 }
 
 impl Prefix {
+    /// A prefix from its text (`"kubectl rollout restart"`); `None` when
+    /// it has no words.
+    pub fn new(text: &str) -> Option<Prefix> {
+        let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+        (!words.is_empty()).then(|| Prefix {
+            text: text.trim().to_owned(),
+            words,
+        })
+    }
+
     /// Whether `inv` begins with these words, in order, where what is
     /// skipped between them is options (`-x`, `--long`, `--k=v`) or the
     /// word right after an option (its possible value).

@@ -22,6 +22,8 @@ pub struct SandboxTemplate {
     hardening: Hardening,
     /// The executor's volume, mounted into every sandbox when set.
     executor_volume: Option<String>,
+    /// The kubeconfig (k8s profile), mounted read-only when set.
+    kube: Option<crate::profiles::KubeMount>,
 }
 
 impl SandboxTemplate {
@@ -34,6 +36,7 @@ impl SandboxTemplate {
             pids: c.pids_limit,
             hardening: Hardening::from_config(c),
             executor_volume: None,
+            kube: None,
         }
         .with_read_only_mode(c.read_only)
     }
@@ -48,6 +51,13 @@ impl SandboxTemplate {
     /// Mounts the executor's volume (read-only) into every sandbox.
     pub fn with_executor_volume(mut self, volume: Option<String>) -> Self {
         self.executor_volume = volume;
+        self
+    }
+
+    /// Mounts a kubeconfig read-only into every sandbox, with
+    /// `KUBECONFIG` pointing at it (the k8s profile).
+    pub fn with_kubeconfig(mut self, kube: Option<crate::profiles::KubeMount>) -> Self {
+        self.kube = kube;
         self
     }
 
@@ -145,6 +155,14 @@ impl SandboxTemplate {
             });
         }
         self.hardening.apply(&mut spec);
+        if let Some(k) = &self.kube {
+            spec.mounts.push(crate::podman::Mount::bind(
+                &k.source.to_string_lossy(),
+                &k.destination,
+                false,
+            ));
+            spec.env.extend(k.env().map(|(key, v)| (key.to_owned(), v)));
+        }
         spec
     }
 }
@@ -240,6 +258,33 @@ mod tests {
         let rl = s.resource_limits.unwrap();
         assert_eq!(rl.memory.unwrap().limit, 1 << 30);
         assert_eq!(rl.pids.unwrap().limit, 1024);
+    }
+
+    #[test]
+    fn kubeconfig_is_mounted_read_only_with_kubeconfig_set() {
+        let me = Identity {
+            instance: "i1".into(),
+            owner: None,
+        };
+        for args in [vec!["x"], vec!["x", "--read-only"]] {
+            let c = Config::try_parse_from(args).unwrap();
+            let kube = crate::profiles::KubeMount::at(std::path::Path::new("/etc/hostname"));
+            let s = SandboxTemplate::from_config(&c)
+                .with_kubeconfig(kube)
+                .spec("n", "t", "session", &me);
+            let m = s
+                .mounts
+                .iter()
+                .find(|m| m.destination == "/etc/pod-exec-mcp/kube/config")
+                .expect("kubeconfig mount");
+            assert_eq!(m.source, "/etc/hostname");
+            assert!(m.options.contains(&"ro".to_owned()), "{:?}", m.options);
+            assert_eq!(s.env["KUBECONFIG"], "/etc/pod-exec-mcp/kube/config");
+        }
+        let c = Config::try_parse_from(["x"]).unwrap();
+        let s = SandboxTemplate::from_config(&c).spec("n", "t", "session", &me);
+        assert!(!s.env.contains_key("KUBECONFIG"));
+        assert!(s.mounts.iter().all(|m| !m.destination.contains("kube")));
     }
 
     #[test]

@@ -1,0 +1,341 @@
+//! The MCP face of CLI profiles: one `execute_<tool>` and one
+//! `describe_<tool>` route per enabled CLI, added to the tool router at
+//! start-up, and prompts/list, prompts/get over the templates. Thin: the
+//! command line comes from `crate::profiles`, the checks from
+//! `crate::policy`, the run from the sandbox manager, exactly as for
+//! shell_exec.
+
+use rmcp::handler::server::common::{schema_for_output, schema_for_type};
+use rmcp::handler::server::router::tool::{ToolRoute, ToolRouter};
+use rmcp::handler::server::tool::{ToolCallContext, parse_json_object};
+use rmcp::model::{
+    CallToolResult, GetPromptRequestParams, GetPromptResult, ListPromptsResult,
+    ProgressNotificationParam, Prompt, PromptArgument, PromptMessage, Role, Tool, ToolAnnotations,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    CallRecord, Finish, PodExecServer, Shared, ShellExecResult, caller, error_text,
+    progress_message, session_id, tool_error, validate_command, validate_timeout,
+};
+use crate::config::Config;
+use crate::policy::{Mode, pipeline};
+use crate::profiles::{CliTool, Profiles, prompts};
+use crate::sandbox::{ExecOptions, ExecOutcome, Progress, SandboxError, SandboxKey};
+
+/// Arguments of `execute_<tool>`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct ExecuteArgs {
+    /// The tool's arguments, e.g. `get pods -o wide` (may start with the
+    /// tool's name); in strict mode it may pipe into filters only (grep,
+    /// jq, yq, head, tail, sort, uniq, wc, awk, sed, cut, tr, column).
+    pub command: String,
+    /// Time limit in seconds (default POD_EXEC_TIMEOUT, capped by
+    /// POD_EXEC_MAX_TIMEOUT).
+    #[serde(default)]
+    pub timeout: Option<f64>,
+}
+
+/// Arguments of `describe_<tool>`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct DescribeArgs {
+    /// The subcommand to describe, e.g. `get` or `rollout restart`
+    /// (absent: the tool's general help).
+    #[serde(default)]
+    pub command: Option<String>,
+}
+
+/// Result of `execute_<tool>` and `describe_<tool>`: shell_exec's, plus the
+/// command line that ran.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CliResult {
+    /// As shell_exec's result.
+    #[serde(flatten)]
+    pub result: ShellExecResult,
+    /// The command line actually run (the tool's name and defaults added).
+    pub command: String,
+}
+
+/// Adds the routes of every enabled CLI.
+pub(super) fn add_routes(
+    router: &mut ToolRouter<PodExecServer>,
+    profiles: &Profiles,
+    config: &Config,
+) {
+    for tool in profiles.tools() {
+        let t = tool.clone();
+        let exec = Tool::new(
+            format!("execute_{}", t.name),
+            format!(
+                "Run {} in this session's sandbox: `{} <command>`. In strict mode the command \
+                 may pipe only into filters (grep, jq, yq, head, tail, sort, uniq, wc, awk, \
+                 sed, cut, tr, column); `;`, `&&`, `||`, redirections, backticks and `$(` are \
+                 refused. Returns `output`, `retval` (as shell_exec) and `command`, the line \
+                 that ran.",
+                t.description, t.name
+            ),
+            schema_for_type::<ExecuteArgs>(),
+        )
+        .with_raw_output_schema(schema_for_output::<CliResult>())
+        .with_annotations(ToolAnnotations::from_raw(
+            Some(format!("Run {}", t.name)),
+            Some(false),
+            Some(!config.read_only),
+            Some(false),
+            Some(true),
+        ));
+        router.add_route(ToolRoute::new_dyn(
+            exec,
+            move |ctx: ToolCallContext<'_, PodExecServer>| {
+                let t = t.clone();
+                Box::pin(async move {
+                    let args: ExecuteArgs =
+                        parse_json_object(ctx.arguments.clone().unwrap_or_default())?;
+                    execute(&ctx.service.shared, &t, args, ctx.request_context)
+                        .await
+                        .map(Into::into)
+                })
+            },
+        ));
+        let t = tool.clone();
+        let help = Tool::new(
+            format!("describe_{}", t.name),
+            format!(
+                "Help text of {}: `{} [command] {}` (e.g. command `get`).",
+                t.description, t.name, t.help_flag
+            ),
+            schema_for_type::<DescribeArgs>(),
+        )
+        .with_raw_output_schema(schema_for_output::<CliResult>())
+        .with_annotations(ToolAnnotations::from_raw(
+            Some(format!("{} help", t.name)),
+            Some(true),
+            Some(false),
+            Some(true),
+            Some(false),
+        ));
+        router.add_route(ToolRoute::new_dyn(
+            help,
+            move |ctx: ToolCallContext<'_, PodExecServer>| {
+                let t = t.clone();
+                Box::pin(async move {
+                    let args: DescribeArgs =
+                        parse_json_object(ctx.arguments.clone().unwrap_or_default())?;
+                    describe(&ctx.service.shared, &t, args, ctx.request_context)
+                        .await
+                        .map(Into::into)
+                })
+            },
+        ));
+    }
+}
+
+async fn execute(
+    shared: &Shared,
+    tool: &CliTool,
+    args: ExecuteArgs,
+    ctx: RequestContext<RoleServer>,
+) -> Result<CallToolResult, McpError> {
+    let name = format!("execute_{}", tool.name);
+    let line = shared.profiles.command_line(tool, &args.command);
+    let call = CallRecord::new(shared, caller(&ctx), &name, &line);
+    if let Err(msg) = validate_command(&args.command).and(validate_timeout(args.timeout)) {
+        call.finish(None, Finish::Error(&msg)).await;
+        return Ok(tool_error(msg));
+    }
+    // Strict mode: only the tool, then filters. Permissive mode hands the
+    // line to the shell as it is.
+    let shape = if shared.policy.mode() == Mode::Strict {
+        pipeline::check(&line).err()
+    } else {
+        None
+    };
+    if let Some(refusal) = shape.or_else(|| shared.policy.check(&tool.name, &line).err()) {
+        call.finish(None, Finish::Refused(&refusal.rule, &refusal.message))
+            .await;
+        return Ok(tool_error(refusal.message));
+    }
+    finish_run(shared, tool, &call, &ctx, line.clone(), args.timeout).await
+}
+
+async fn describe(
+    shared: &Shared,
+    tool: &CliTool,
+    args: DescribeArgs,
+    ctx: RequestContext<RoleServer>,
+) -> Result<CallToolResult, McpError> {
+    let name = format!("describe_{}", tool.name);
+    let sub = args.command.unwrap_or_default();
+    let sub = sub.trim();
+    let sub = sub
+        .strip_prefix(tool.name.as_str())
+        .filter(|r| r.is_empty() || r.starts_with([' ', '\t']))
+        .unwrap_or(sub);
+    let call = CallRecord::new(shared, caller(&ctx), &name, sub);
+    // Words only: whatever the mode, describing runs nothing else.
+    let words = match pipeline::split(sub) {
+        Ok(p) if p.segments.len() == 1 => p.segments.into_iter().next().unwrap_or_default(),
+        _ if sub.is_empty() => Vec::new(),
+        _ => {
+            let msg = format!(
+                "`command` for describe_{} is a subcommand such as `get` or `rollout \
+                 restart`: plain words, no pipes or shell syntax",
+                tool.name
+            );
+            call.finish(None, Finish::Error(&msg)).await;
+            return Ok(tool_error(msg));
+        }
+    };
+    let mut line = tool.name.clone();
+    for w in &words {
+        line.push(' ');
+        line.push_str(&crate::profiles::shell_quote(w));
+    }
+    line.push(' ');
+    line.push_str(&tool.help_flag);
+    finish_run(shared, tool, &call, &ctx, line, None).await
+}
+
+/// Runs `line`, audits, and shapes the result (a missing CLI is a tool
+/// error naming the image that has it).
+async fn finish_run(
+    shared: &Shared,
+    tool: &CliTool,
+    call: &CallRecord<'_>,
+    ctx: &RequestContext<RoleServer>,
+    line: String,
+    timeout: Option<f64>,
+) -> Result<CallToolResult, McpError> {
+    match run_in_callers_sandbox(shared, ctx, &line, timeout).await {
+        Ok(outcome) => {
+            let sandbox = outcome.sandbox.clone();
+            let r = ShellExecResult::from(outcome);
+            call.finish(Some(&sandbox), Finish::Ran(&r)).await;
+            if r.retval == 127 && r.output.contains(&format!("{}: not found", tool.name)) {
+                return Ok(tool_error(format!(
+                    "`{}` is not installed in this sandbox's image ({}); it is provided by {}",
+                    tool.name, shared.config.image, tool.image
+                )));
+            }
+            let value = serde_json::to_value(CliResult {
+                result: r,
+                command: line,
+            })
+            .map_err(|e| McpError::internal_error(e.to_string(), None))?;
+            Ok(CallToolResult::structured(value))
+        }
+        Err(e) => {
+            let text = error_text(&e);
+            call.finish(None, Finish::Error(&text)).await;
+            Ok(tool_error(text))
+        }
+    }
+}
+
+/// Runs `command` in the caller's sandbox with shell_exec's semantics
+/// (session sandbox, or a one-shot one without a session; timeout,
+/// cancellation, progress). The one place that picks the sandbox: point it
+/// at handle-aware resolution when shell_exec gets handles.
+async fn run_in_callers_sandbox(
+    shared: &Shared,
+    ctx: &RequestContext<RoleServer>,
+    command: &str,
+    timeout: Option<f64>,
+) -> Result<ExecOutcome, SandboxError> {
+    let sandboxes = &shared.sandboxes;
+    let progress_token = ctx.meta.get_progress_token();
+    let (progress_tx, mut progress_rx) = tokio::sync::mpsc::channel::<Progress>(2);
+    let opts = ExecOptions {
+        timeout: shared.config.call_timeout(timeout),
+        cancel: ctx.ct.clone(),
+        progress: progress_token.is_some().then_some(progress_tx),
+    };
+    let exec = async {
+        match session_id(ctx) {
+            Some(id) => {
+                sandboxes
+                    .exec(&SandboxKey::Session(id), command, opts)
+                    .await
+            }
+            None => sandboxes.exec_oneshot(command, opts).await,
+        }
+    };
+    let forward = async {
+        while let Some(p) = progress_rx.recv().await {
+            if let Some(token) = &progress_token {
+                let note = ProgressNotificationParam::new(token.clone(), p.elapsed.as_secs_f64())
+                    .with_message(progress_message(&p));
+                let _ = ctx.peer.notify_progress(note).await;
+            }
+        }
+    };
+    let (result, ()) = tokio::join!(exec, forward);
+    result
+}
+
+/// The templates on offer: the sandbox's, and k8s-mcp-server's with the
+/// k8s profile.
+fn templates(profiles: &Profiles) -> impl Iterator<Item = &'static prompts::Template> {
+    let k8s: &[prompts::Template] = if profiles.k8s() { prompts::K8S } else { &[] };
+    prompts::SANDBOX.iter().chain(k8s)
+}
+
+/// prompts/list.
+pub(super) fn list_prompts(profiles: &Profiles) -> ListPromptsResult {
+    let list = templates(profiles)
+        .map(|t| {
+            let args = t
+                .args
+                .iter()
+                .map(|a| {
+                    let d = match a.default {
+                        Some(d) if !d.is_empty() => format!("{} (default {d})", a.description),
+                        _ => a.description.to_owned(),
+                    };
+                    PromptArgument::new(a.name)
+                        .with_description(d)
+                        .with_required(a.default.is_none())
+                })
+                .collect();
+            Prompt::new(t.name, Some(t.description), Some(args))
+        })
+        .collect();
+    ListPromptsResult::with_all_items(list)
+}
+
+/// prompts/get.
+///
+/// # Errors
+/// An unknown prompt, or a missing required argument (invalid params).
+pub(super) fn get_prompt(
+    profiles: &Profiles,
+    req: &GetPromptRequestParams,
+) -> Result<GetPromptResult, McpError> {
+    let t = templates(profiles)
+        .find(|t| t.name == req.name)
+        .ok_or_else(|| {
+            McpError::invalid_params(
+                format!(
+                    "unknown prompt {:?}; prompts/list names the available ones",
+                    req.name
+                ),
+                None,
+            )
+        })?;
+    let arg = |name: &str| {
+        let v = req.arguments.as_ref()?.get(name)?;
+        match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Null => None,
+            other => Some(other.to_string()),
+        }
+    };
+    let text = prompts::render(t, arg).map_err(|e| McpError::invalid_params(e, None))?;
+    Ok(
+        GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)])
+            .with_description(t.description),
+    )
+}
