@@ -84,7 +84,7 @@ step "the Podman integration tests again against Podman 5 (POD_EXEC_PODMAN=5 tes
   managed >target/managed-before-podman5.txt
   cargo test --no-fail-fast --test podman_client --test mcp_server --test executor \
     --test hardening --test misbehaving_commands --test security_http --test policy_server \
-    --test build_image \
+    --test build_image --test podman_outage \
     2>&1 | tee target/test-output-podman5.log
   grep -q 'Running tests/podman_client.rs' target/test-output-podman5.log ||
     { echo "the Podman 5 pass did not run" >&2; exit 1; }
