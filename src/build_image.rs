@@ -15,8 +15,9 @@ use clap::Parser;
 use crate::config::BuildImageArgs;
 use crate::podman::{BuildOptions, PodmanClient};
 
-/// The build context: every file under `images/`, embedded at compile time
-/// (a unit test checks that none is missing).
+/// The build context: every file directly under `images/` (its
+/// subdirectories are other images' contexts, e.g. `images/k8s/`),
+/// embedded at compile time (a unit test checks that none is missing).
 pub const CONTEXT: &[(&str, &[u8])] =
     &[("Containerfile", include_bytes!("../images/Containerfile"))];
 
@@ -104,7 +105,9 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("images");
         let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
             .expect("images/")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .map(|e| e.expect("entry"))
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         on_disk.sort();
         let mut embedded: Vec<String> = CONTEXT.iter().map(|(n, _)| (*n).to_owned()).collect();

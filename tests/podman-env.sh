@@ -86,7 +86,9 @@ fi
 # Rebuilt when anything under images/ or the base changes: the hash is kept as
 # an image label.
 base_id=$(podman image inspect --format '{{.Id}}' "$BASE_IMAGE")
-want=$( (cd "$ROOT/images" && find . -type f -print0 | sort -z | xargs -0 sha256sum; echo "$base_id") | sha256sum | cut -c1-32)
+# Only the files directly under images/: its subdirectories are other
+# images' contexts (images/k8s/).
+want=$( (cd "$ROOT/images" && find . -maxdepth 1 -type f -print0 | sort -z | xargs -0 sha256sum; echo "$base_id") | sha256sum | cut -c1-32)
 have=$(podman image inspect --format '{{index .Labels "pod-exec-mcp.context-hash"}}' "$IMAGE" 2>/dev/null || true)
 if [ "$have" != "$want" ]; then
   log "building $IMAGE from images/Containerfile (FROM $BASE_IMAGE)"
