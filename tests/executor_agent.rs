@@ -246,6 +246,16 @@ impl Drop for Agent {
     }
 }
 
+/// SIGKILLs `pid` if its command line still holds `marker`: pids are
+/// reused quickly here (pid_max 32768, fork-heavy tests), and a stale pid
+/// may belong to anything by now, another test's server included.
+fn kill_if(pid: u32, marker: &str) {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if String::from_utf8_lossy(&cmdline).contains(marker) {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    }
+}
+
 /// Pids whose argv is exactly `argv` (NUL-separated in /proc/N/cmdline).
 fn pids_with_cmdline(argv: &[&str]) -> Vec<u32> {
     let want: Vec<u8> = argv
@@ -562,7 +572,7 @@ fn background_writer_outlives_its_call() {
     // It prints every 50 ms: a broken pipe would end it well within this.
     std::thread::sleep(Duration::from_secs(1));
     let alive = stat_state(pid).is_some_and(|s| s != 'Z');
-    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    kill_if(pid, "while");
     let _ = std::fs::remove_dir_all(&dir);
     assert!(alive, "the background writer died after its call returned");
     // The agent still serves.
@@ -676,7 +686,7 @@ fn timeout_kills_a_double_forked_daemon_with_a_cleared_environment() {
     });
     let left = pids_with_cmdline(&["sleep", "1000.765"]);
     for p in &left {
-        let _ = Command::new("kill").arg("-9").arg(p.to_string()).status();
+        kill_if(*p, "sleep");
     }
     assert!(gone, "left behind: {left:?}");
 }
@@ -698,7 +708,7 @@ fn a_timeout_spares_other_calls_daemons() {
         .flat_map(|t| pids_with_cmdline(&["sleep", t]))
         .collect();
     for p in &left {
-        let _ = Command::new("kill").arg("-9").arg(p.to_string()).status();
+        kill_if(*p, "sleep");
     }
     assert_eq!(left.len(), 2, "a daemon of another call was killed");
 }
@@ -721,7 +731,9 @@ fn a_background_job_holding_the_pipe_does_not_hold_the_call() {
     let d = a.done(1, Duration::from_secs(5));
     let took = t.elapsed();
     if let Ok(pid) = std::fs::read_to_string(&pidfile) {
-        let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+        if let Ok(pid) = pid.trim().parse() {
+            kill_if(pid, "yes");
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(d.retval, 0);

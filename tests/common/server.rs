@@ -112,8 +112,23 @@ impl ServerProcess {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
-    /// Sends a signal by name ("TERM", "KILL", "INT").
+    /// Sends a signal by name ("TERM", "KILL", "INT"). Only to our own
+    /// child: once it has exited its pid may be anyone's (pids are reused
+    /// quickly on these machines).
     pub fn signal(&self, sig: &str) {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Field 4 (after the parenthesised name) is the parent pid.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        assert_eq!(
+            ppid,
+            Some(std::process::id()),
+            "the server (pid {}) is no longer this test's child",
+            self.pid()
+        );
         let ok = Command::new("kill")
             .arg(format!("-{sig}"))
             .arg(self.pid().to_string())
