@@ -1,8 +1,9 @@
 //! Streamable HTTP: the accept loop and the layer in front of rmcp's
 //! service — OAuth discovery answered 404, bearer-token authentication on
 //! every other path and method, 405 for a session-less GET, and the caller's
-//! identity handed to the tools. rmcp itself checks `Host` (DNS rebinding),
-//! `Origin`, Accept and Content-Type.
+//! identity handed to the tools; the legacy SSE paths go to `sse.rs` behind
+//! the same gate. rmcp itself checks `Host` (DNS rebinding), `Origin`,
+//! Accept and Content-Type on /mcp.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tracing::{debug, warn};
 use crate::auth::Authenticator;
 use crate::mcp::PodExecServer;
 use crate::mcp::session::SharedSessions;
+use crate::transport::sse::{MESSAGES_PATH, SSE_PATH, SseHub};
 
 /// The MCP endpoint path.
 pub const MCP_PATH: &str = "/mcp";
@@ -38,11 +40,12 @@ pub async fn serve(
     listener: TcpListener,
     service: McpService,
     auth: Authenticator,
+    sse: Option<SseHub>,
     shutdown: CancellationToken,
 ) -> GracefulShutdown {
     let graceful = GracefulShutdown::new();
     let builder = ConnBuilder::new(TokioExecutor::new());
-    let gate = Arc::new(Gate { service, auth });
+    let gate = Arc::new(Gate { service, auth, sse });
     loop {
         let (stream, _peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -76,6 +79,8 @@ pub async fn serve(
 struct Gate {
     service: McpService,
     auth: Authenticator,
+    /// The legacy SSE transport, when `--sse` is on.
+    sse: Option<SseHub>,
 }
 
 impl Gate {
@@ -99,6 +104,11 @@ impl Gate {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return resp;
         };
+        if let Some(sse) = &self.sse {
+            if path == SSE_PATH || path == MESSAGES_PATH {
+                return sse.route(req, caller).await;
+            }
+        }
         if path != MCP_PATH {
             return plain(
                 StatusCode::NOT_FOUND,
