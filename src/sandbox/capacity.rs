@@ -18,16 +18,7 @@ impl SandboxManager {
     /// [`SandboxError::Capacity`] when the limit is reached and no sandbox
     /// may be evicted.
     pub(super) async fn reserve_or_evict(&self, me: &Slot) -> Result<(), SandboxError> {
-        // A few rounds: another new sandbox may take the place just freed.
-        for _ in 0..4 {
-            if self.try_reserve_live() {
-                return Ok(());
-            }
-            if !self.evict_lru(me).await {
-                break;
-            }
-        }
-        if self.try_reserve_live() {
+        if self.try_reserve_live() || self.evict_lru(me).await {
             return Ok(());
         }
         let max = self.inner.max_sandboxes;
@@ -39,8 +30,10 @@ impl SandboxManager {
         Err(SandboxError::Capacity(max))
     }
 
-    /// Removes the least recently used evictable sandbox; false when none
-    /// qualifies.
+    /// Removes the least recently used evictable sandbox and hands its
+    /// place to the caller (the live count is not released in between, so
+    /// no other new sandbox can take it, and the old container is gone
+    /// before the new one is made); false when none qualifies.
     async fn evict_lru(&self, me: &Slot) -> bool {
         let max_calls = self.inner.max_calls;
         let min_idle = self.inner.evict_after;
@@ -78,7 +71,6 @@ impl SandboxManager {
                     slots.map.remove(&key);
                 }
             }
-            self.unreserve_live();
             let removed = self.remove_retrying(&c.id).await;
             info!(
                 sandbox = %slot.tag, kind = slot.kind, container = %c.name,
