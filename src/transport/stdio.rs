@@ -42,6 +42,12 @@ pub async fn serve(shared: Arc<Shared>, sandboxes: SandboxManager, shutdown: Can
         _ = shutdown.cancelled() => "signal".to_owned(),
     };
     ct.cancel();
+    // A signal also ends the service (its token is a child of shutdown).
+    let (why, release) = if shutdown.is_cancelled() {
+        ("signal".to_owned(), "signal")
+    } else {
+        (why, "stdio closed")
+    };
     info!(session = %tag, why, "stdio client gone");
-    sandboxes.release(&key, "stdio closed").await;
+    sandboxes.release(&key, release).await;
 }

@@ -384,6 +384,7 @@ async def run_stdio(mode: str, command: list[str]) -> dict[str, Any]:
             hb = (await sh("hostname", sandbox=handle))["output"].strip()
             check(hb != h1, "the handle sandbox is the session's")
             summary["hostname"] = h1
+            summary["handle_hostname"] = hb
     else:
         from mcp.client.stdio import stdio_client
 
