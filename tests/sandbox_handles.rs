@@ -269,7 +269,20 @@ async fn handles_survive_sigterm_and_sigkill_of_the_server() {
 
     let mut second = server::start(&envs);
     let b = connect_with_token(&second.url, &token).await;
-    let sc = sh(&b, &h, "cat d.txt; hostname").await;
+    let r = tool(
+        &b,
+        "shell_exec",
+        json!({"command": "cat d.txt; hostname", "sandbox": h}),
+    )
+    .await;
+    assert_ne!(
+        r.is_error,
+        Some(true),
+        "{r:?}\n--- first\n{}\n--- second\n{}",
+        first.logs(),
+        second.logs()
+    );
+    let sc = r.structured_content.expect("structuredContent");
     assert_eq!(
         sc["output"],
         format!("durable\n{}", host.as_str().expect("host"))

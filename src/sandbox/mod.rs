@@ -14,6 +14,7 @@ pub mod owner;
 mod pool;
 mod reaping;
 pub mod run;
+mod shutdown;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -31,7 +32,7 @@ use crate::executor::client::{ExecutorConn, ExecutorError};
 use crate::podman::{PodmanClient, PodmanError};
 pub use run::{ExecOptions, ExecOutcome, Progress};
 
-use owner::{Identity, labels};
+use owner::Identity;
 use spec::SandboxTemplate;
 
 /// Whose sandbox it is. The strings are bearer secrets: `Debug` hides them.
@@ -712,68 +713,6 @@ impl SandboxManager {
                     tokio::time::sleep(std::time::Duration::from_millis(300 * attempt)).await;
                 }
             }
-        }
-    }
-
-    /// Stops accepting work and removes every container of this instance,
-    /// in parallel. Also sweeps by the instance label, so a container whose
-    /// creation was in flight is not missed.
-    pub async fn shutdown(&self) {
-        let survive = self.inner.handles_survive;
-        let (slots, kept): (Vec<Arc<Slot>>, Vec<Arc<Slot>>) = {
-            let mut s = self.slots();
-            s.shutting_down = true;
-            s.map
-                .drain()
-                .map(|(_, v)| v)
-                .partition(|v| !(survive && v.handle.is_some()))
-        };
-        let pool = self.pool().take();
-        let drain_pool = async {
-            if let Some(pool) = pool {
-                pool.stop.cancel();
-                // It finishes the create in flight (if any) and removes it.
-                let _ = pool.filler.await;
-                let mut rx = pool.ready.lock().await;
-                rx.close();
-                let mut waiting = Vec::new();
-                while let Some(c) = rx.recv().await {
-                    waiting.push(c);
-                }
-                let removes = waiting
-                    .iter()
-                    .map(|c| self.inner.podman.remove_container(&c.id, true));
-                futures::future::join_all(removes).await;
-            }
-        };
-        let closes = slots.iter().map(|s| self.close_slot(s, "server shutdown"));
-        // Handle sandboxes stay for the next server: their last use is
-        // written down, their executor connection just dropped.
-        let keeps = kept.iter().map(|s| self.persist_slot(s, true));
-        tokio::join!(
-            drain_pool,
-            futures::future::join_all(closes),
-            futures::future::join_all(keeps)
-        );
-        let instance = format!("{}={}", labels::INSTANCE, self.inner.me.instance);
-        let managed = format!("{}=true", labels::MANAGED);
-        match self
-            .inner
-            .podman
-            .list_containers(&[managed.as_str(), instance.as_str()])
-            .await
-        {
-            Ok(list) => {
-                let removes = list
-                    .iter()
-                    .filter(|c| {
-                        !(survive
-                            && c.labels.get(labels::KIND).map(String::as_str) == Some("handle"))
-                    })
-                    .map(|c| self.remove_retrying(&c.id));
-                futures::future::join_all(removes).await;
-            }
-            Err(e) => warn!("shutdown sweep: cannot list containers: {e}"),
         }
     }
 
