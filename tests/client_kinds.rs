@@ -278,3 +278,93 @@ async fn inspector_cli_over_sse() {
     );
     none_of_instance_soon(&podman, &server, "the Inspector's SSE sandbox removed").await;
 }
+
+/// The Inspector CLI 2.x (on Node 22 from the npm `node` package) in a
+/// protocol era: its JSON result.
+async fn inspector2(server: &ServerProcess, era: &str, tool: &str, args: &[&str]) -> Value {
+    let bin = installed("inspector2/node_modules/.bin");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let header = format!("Authorization: Bearer {TOKEN}");
+    let mut all = vec![
+        "--cli",
+        server.url.as_str(),
+        "--transport",
+        "http",
+        "--protocol-era",
+        era,
+        "--header",
+        header.as_str(),
+        "--method",
+        "tools/call",
+        "--tool-name",
+        tool,
+    ];
+    for a in args {
+        all.push("--tool-arg");
+        all.push(a);
+    }
+    let logs = || server.logs();
+    let out = run(&bin.join("mcp-inspector"), &all, &[("PATH", &path)], &logs).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}\n{}", logs());
+    assert!(!stderr.contains("unknown format"), "{stderr}");
+    let v: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("inspector JSON ({e}): {stdout}\n{stderr}"));
+    assert_eq!(v["isError"], false, "{v}");
+    v["structuredContent"].clone()
+}
+
+/// The Inspector CLI 2.x in its default (legacy: handshake, a session per
+/// process) and its modern (2026-07-28, stateless) protocol era. Each run
+/// is a process of its own, so only a handle carries state from one to the
+/// next.
+#[tokio::test]
+async fn inspector_cli_2x_default_and_modern_eras() {
+    let podman = common::live_podman().await;
+    let server = common::server::start(&[("POD_EXEC_AUTH_TOKEN", TOKEN)]);
+    let sc = inspector2(&server, "legacy", "shell_exec", &["command=echo legacy"]).await;
+    assert_eq!(sc["output"], "legacy\n", "{sc}");
+    assert!(
+        sc.get("oneshot").is_none(),
+        "a session call marked one-shot: {sc}"
+    );
+    let sc = inspector2(&server, "modern", "shell_exec", &["command=echo modern"]).await;
+    assert_eq!(sc["output"], "modern\n", "{sc}");
+    assert_eq!(sc["oneshot"], true, "{sc}");
+    let h = inspector2(&server, "modern", "sandbox_create", &["name=insp"]).await;
+    let h = h["sandbox"].as_str().expect("handle").to_owned();
+    let arg = format!("sandbox={h}");
+    inspector2(
+        &server,
+        "modern",
+        "shell_exec",
+        &["command=echo across > x.txt", &arg],
+    )
+    .await;
+    let sc = inspector2(
+        &server,
+        "legacy",
+        "shell_exec",
+        &["command=cat x.txt", &arg],
+    )
+    .await;
+    assert_eq!(
+        sc["output"], "across\n",
+        "the handle did not carry state: {sc}"
+    );
+    let sc = inspector2(&server, "modern", "sandbox_destroy", &[&arg]).await;
+    assert_eq!(sc["destroyed"], true, "{sc}");
+    // The legacy run's session is never DELETEd by the CLI: only it may
+    // remain, until the idle timeout.
+    let left = server.containers(&podman).await;
+    assert!(
+        left.iter()
+            .all(|c| c.labels.get("pod-exec-mcp.kind").map(String::as_str) == Some("session")),
+        "{left:?}"
+    );
+}

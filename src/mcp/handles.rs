@@ -32,6 +32,8 @@ pub struct SandboxCreateResult {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Seconds the sandbox may stay unused before it is removed.
+    // int64 for JSON Schema validators (Ajv warns about "uint64").
+    #[schemars(with = "i64", range(min = 0))]
     pub ttl_seconds: u64,
 }
 
@@ -55,10 +57,16 @@ pub struct SandboxListEntry {
     /// The label given at creation ("" when none).
     pub name: String,
     /// Seconds since it was created.
+    // int64 for JSON Schema validators (Ajv warns about "uint64").
+    #[schemars(with = "i64", range(min = 0))]
     pub age_seconds: u64,
     /// Seconds since it was last used.
+    // int64 for JSON Schema validators (Ajv warns about "uint64").
+    #[schemars(with = "i64", range(min = 0))]
     pub idle_seconds: u64,
     /// Seconds until it is removed unless used.
+    // int64 for JSON Schema validators (Ajv warns about "uint64").
+    #[schemars(with = "i64", range(min = 0))]
     pub expires_in_seconds: u64,
 }
 
@@ -164,6 +172,23 @@ impl PodExecServer {
                     .collect(),
             }),
             Err(e) => Ok(tool_error(error_text(&e))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_schemas_use_formats_every_validator_knows() {
+        for schema in [
+            schema_for_output::<SandboxCreateResult>(),
+            schema_for_output::<SandboxDestroyResult>(),
+            schema_for_output::<SandboxListResult>(),
+        ] {
+            let text = serde_json::Value::Object((*schema).clone()).to_string();
+            assert!(!text.contains("uint"), "{text}");
         }
     }
 }
