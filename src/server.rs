@@ -304,8 +304,11 @@ impl Server {
                 config.origin_allowlist(),
             )
         });
+        // rmcp's own stop comes after in-flight requests got their error
+        // reply (it closes their streams).
+        let rmcp_stop = CancellationToken::new();
         let mut http_config =
-            StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
+            StreamableHttpServerConfig::default().with_cancellation_token(rmcp_stop.clone());
         http_config = match config.host_allowlist() {
             Some(hosts) => http_config.with_allowed_hosts(hosts),
             None => http_config.disable_allowed_hosts(),
@@ -328,13 +331,21 @@ impl Server {
                 info!("serving legacy SSE at http://{addr}{SSE_PATH} (POST {MESSAGES_PATH})");
             }
         }
-        let graceful = http_transport::serve(listener, service, auth, sse, shutdown).await;
+        let graceful =
+            http_transport::serve(listener, service, auth, sessions.clone(), sse, shutdown).await;
 
         info!(
             sessions = sessions.len(),
             "shutting down: removing containers"
         );
         let t = Instant::now();
+        let answered = sessions.answer_in_flight();
+        if answered > 0 {
+            info!(answered, "requests in flight answered with an error");
+            // Let those replies reach the sockets before the streams close.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        rmcp_stop.cancel();
         let cleanup = async {
             sandboxes.shutdown().await;
             // Open SSE streams and in-flight requests: give them what is

@@ -4,6 +4,7 @@
 
 mod exec;
 mod handles;
+mod replies;
 pub mod session;
 
 use std::sync::Arc;
