@@ -229,3 +229,87 @@ async fn sse_endpoints_keep_the_gate_and_answer_plainly() {
     let r = raw(&addr, &get("127.0.0.1", &auth)).await;
     assert!(r.starts_with("HTTP/1.1 404"), "{r}");
 }
+
+/// Over stdio, stdout carries only JSON-RPC: a `server/discover` probe and
+/// a 2026-07-28 call (no handshake) are answered, each line is a JSON-RPC
+/// message, and the process exits with its sandbox gone when stdin closes.
+#[tokio::test]
+async fn stdio_answers_discover_and_a_stateless_call_with_protocol_only_on_stdout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let podman = live_podman().await;
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"}
+    });
+    let discover =
+        json!({"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta": meta}});
+    let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{
+        "name":"shell_exec","arguments":{"command":"echo hi; hostname"},"_meta": meta}});
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pod_exec_mcp"))
+        .args(["--transport", "stdio"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = child.stdout.take().expect("stdout");
+    stdin
+        .write_all(format!("{discover}\n{call}\n").as_bytes())
+        .await
+        .expect("write");
+    // Read until both answers are in, then close stdin.
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while String::from_utf8_lossy(&out).matches("\"id\":").count() < 2
+        || !String::from_utf8_lossy(&out).contains("\"id\":2")
+    {
+        let n = tokio::time::timeout_at(deadline, stdout.read(&mut buf))
+            .await
+            .expect("answers in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "stdout closed early: {}",
+            String::from_utf8_lossy(&out)
+        );
+        out.extend_from_slice(&buf[..n]);
+    }
+    drop(stdin);
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exit after stdin closed")
+        .expect("wait");
+    let mut rest = Vec::new();
+    let _ = stdout.read_to_end(&mut rest).await;
+    out.extend_from_slice(&rest);
+    assert!(status.success(), "{status}");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let messages: Vec<Value> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON on stdout ({e}): {l:?}"))
+        })
+        .collect();
+    assert!(messages.iter().all(|m| m["jsonrpc"] == "2.0"), "{text}");
+    let d = messages
+        .iter()
+        .find(|m| m["id"] == 1)
+        .expect("discover answered");
+    assert!(d["result"].is_object(), "{d}");
+    let r = messages
+        .iter()
+        .find(|m| m["id"] == 2)
+        .expect("call answered");
+    let output = r["result"]["structuredContent"]["output"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"));
+    let host = output.strip_prefix("hi\n").expect("hi").trim().to_owned();
+    assert!(
+        !exists(&podman, &host).await,
+        "the stdio sandbox outlived the process"
+    );
+}
