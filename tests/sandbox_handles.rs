@@ -430,6 +430,7 @@ async fn a_session_per_call_client_is_never_refused_and_stays_within_the_limit()
     };
     let http = reqwest::Client::new();
     let url = srv.url.clone();
+    let started = std::time::Instant::now();
     // Four at a time: 200 calls, each in a session of its own.
     let next = Arc::new(AtomicUsize::new(0));
     let workers = (0..4).map(|_| {
@@ -462,6 +463,10 @@ async fn a_session_per_call_client_is_never_refused_and_stays_within_the_limit()
         refused.first()
     );
     let most = most.load(Ordering::Relaxed);
+    eprintln!(
+        "200 calls, a session each, at POD_EXEC_MAX_SESSIONS=20: {:?}, at most {most} containers seen",
+        started.elapsed()
+    );
     assert!(most <= 20, "{most} containers at once, the limit is 20");
     assert!(count(&podman, &mine).await <= 20);
     assert!(
