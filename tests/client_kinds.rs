@@ -18,6 +18,11 @@ use pod_exec_mcp::podman::PodmanClient;
 use serde_json::Value;
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A server with a short POD_EXEC_SANDBOX_TTL expires every idle handle
+/// sandbox on the Podman (as a replica would): the tests that keep one
+/// idle for a while take turns with it.
+static HANDLE_TTL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const TOKEN: &str = "client-kinds-token-7c2d9e0f1a3b5c";
 
 fn clients_dir() -> PathBuf {
@@ -123,6 +128,7 @@ async fn none_of_instance_soon(podman: &PodmanClient, server: &ServerProcess, wh
 /// handles all get one error.
 #[tokio::test]
 async fn python_sdk_2x_stateless_client_keeps_state_with_a_handle() {
+    let _turn = HANDLE_TTL.lock().await;
     let podman = common::live_podman().await;
     let python = installed(".venv-mcp2/bin/python");
     let server = common::server::start(&[("POD_EXEC_SANDBOX_TTL", "4")]);
@@ -159,6 +165,7 @@ async fn python_sdk_2x_stateless_client_keeps_state_with_a_handle() {
 /// one sandbox, a handle works, and when the client closes stdin nothing
 /// managed is left.
 async fn python_stdio(venv: &str, mode: &str, expect_version: &str) {
+    let _turn = HANDLE_TTL.lock().await;
     let podman = common::live_podman().await;
     let python = installed(&format!("{venv}/bin/python"));
     let bin = env!("CARGO_BIN_EXE_pod_exec_mcp");
@@ -325,6 +332,7 @@ async fn inspector2(server: &ServerProcess, era: &str, tool: &str, args: &[&str]
 /// next.
 #[tokio::test]
 async fn inspector_cli_2x_default_and_modern_eras() {
+    let _turn = HANDLE_TTL.lock().await;
     let podman = common::live_podman().await;
     let server = common::server::start(&[("POD_EXEC_AUTH_TOKEN", TOKEN)]);
     let sc = inspector2(&server, "legacy", "shell_exec", &["command=echo legacy"]).await;
@@ -367,4 +375,71 @@ async fn inspector_cli_2x_default_and_modern_eras() {
             .all(|c| c.labels.get("pod-exec-mcp.kind").map(String::as_str) == Some("session")),
         "{left:?}"
     );
+}
+
+/// The 2.x stateless client keeps its handle across a server restart: it
+/// pauses after writing a file through the handle, the server is stopped
+/// with SIGTERM and a new one started on the same port, and the client's
+/// next call with the handle reads the file.
+#[tokio::test]
+async fn python_sdk_2x_handle_survives_a_server_restart() {
+    let _turn = HANDLE_TTL.lock().await;
+    use tokio::io::AsyncBufReadExt;
+    let _podman = common::live_podman().await;
+    let python = installed(".venv-mcp2/bin/python");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        l.local_addr().expect("addr").port().to_string()
+    };
+    let mut first = common::server::start(&[("MCP_PORT", &port)]);
+    let flag = std::env::temp_dir().join(common::unique("pem-restart-flag"));
+    let mut child = tokio::process::Command::new(&python)
+        .args(["py_client.py", "--handles", &first.url])
+        .env("PY_CLIENT_PAUSE_WITH_HANDLE", &flag)
+        .current_dir(clients_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start py_client.py");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let ready = tokio::time::timeout(CLIENT_TIMEOUT, lines.next_line())
+        .await
+        .expect("the client got its handle in time")
+        .expect("read")
+        .unwrap_or_default();
+    assert!(ready.contains("handle_ready"), "{ready}\n{}", first.logs());
+    first.signal("TERM");
+    assert!(
+        first.wait_exit(Duration::from_secs(10)).is_some(),
+        "no exit on SIGTERM"
+    );
+    let second = common::server::start(&[("MCP_PORT", &port)]);
+    assert_eq!(second.url, first.url);
+    std::fs::write(&flag, b"go").expect("flag");
+    let out = tokio::time::timeout(CLIENT_TIMEOUT, child.wait_with_output())
+        .await
+        .expect("the client finished in time")
+        .expect("wait");
+    let _ = std::fs::remove_file(&flag);
+    let mut rest = Vec::new();
+    while let Ok(Some(l)) = lines.next_line().await {
+        rest.push(l);
+    }
+    let last = rest.last().cloned().unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "client failed: {last}\n{}\n--- second server\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        second.logs()
+    );
+    let s: Value = serde_json::from_str(&last).expect("summary JSON");
+    assert_eq!(s["after_restart"], true, "{s}");
+    assert!(
+        second.logs().contains("handle sandbox taken over"),
+        "{}",
+        second.logs()
+    );
+    drop((first, second));
 }

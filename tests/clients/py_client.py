@@ -26,6 +26,8 @@ its HTTP client); the token is never printed.
 --handles (2.x Client, stateless): a one-shot call says so; sandbox_create,
 passing the handle back, sandbox_list, sandbox_destroy; a destroyed, a
 made-up and (PY_CLIENT_TTL_WAIT=seconds) an expired handle get one error.
+With PY_CLIENT_PAUSE_WITH_HANDLE=FILE it prints {"handle_ready": true} after
+the first handle calls and waits for FILE (the test restarts the server).
 --stdio-auto / --stdio-legacy CMD...: launch the server over stdio (2.x
 Client in mode auto, which probes server/discover first, or legacy; 1.x:
 stdio_client + ClientSession).
@@ -328,7 +330,8 @@ async def run_handles(url: str) -> dict[str, Any]:
         check(any(s.get("name") == "py-box" for s in listed), f"sandbox_list does not show it: {listed}")
         summary["listed"] = listed
         if os.environ.get("PY_CLIENT_PAUSE_WITH_HANDLE"):
-            # The test restarts the server meanwhile (a file it waits for).
+            # The test restarts the server meanwhile and then creates this
+            # file; the handle must still reach the same sandbox.
             flag = os.environ["PY_CLIENT_PAUSE_WITH_HANDLE"]
             print(json.dumps({"handle_ready": True}), flush=True)
             while not os.path.exists(flag):
@@ -415,11 +418,6 @@ async def run_sse(url: str) -> dict[str, Any]:
             sc = await call_ok(session, "cat e.txt; hostname")
             check(sc["output"] == f"e\n{h1}\n", f"SSE calls did not share a sandbox: {sc}")
             summary["hostname"] = h1
-            if os.environ.get("PY_CLIENT_PAUSE_WITH_HANDLE"):
-                flag = os.environ["PY_CLIENT_PAUSE_WITH_HANDLE"]
-                print(json.dumps({"session_ready": True, "hostname": h1}), flush=True)
-                while not os.path.exists(flag):
-                    await anyio.sleep(0.1)
     summary["ok"] = True
     return summary
 
