@@ -237,9 +237,16 @@ async fn python_sdk_1x_sse_client() {
     let s = summary(&out, &logs);
     assert!(s["tools"].as_array().is_some_and(|t| t.len() == 4), "{s}");
     none_of_instance_soon(&podman, &server, "the SSE session's sandbox removed").await;
-    let l = server.logs();
-    assert!(l.contains("SSE session ended"), "{l}");
-    assert!(l.contains("why=\"stream closed\""), "{l}");
+    // The log line follows the removal.
+    wait_for(Duration::from_secs(5), "the removal logged", || async {
+        server.logs().contains("why=\"stream closed\"")
+    })
+    .await;
+    assert!(
+        server.logs().contains("SSE session ended"),
+        "{}",
+        server.logs()
+    );
 }
 
 /// The MCP Inspector CLI over `--transport sse`.

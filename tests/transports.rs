@@ -50,6 +50,14 @@ async fn stdio_server() -> (StdioClient, u32, std::sync::Arc<std::sync::Mutex<St
     (client, pid, log)
 }
 
+/// Waits until the collected log has `what` (its reader may lag).
+async fn logged(log: &std::sync::Arc<std::sync::Mutex<String>>, what: &str) {
+    wait_for(Duration::from_secs(5), what, || async {
+        log.lock().unwrap_or_else(|e| e.into_inner()).contains(what)
+    })
+    .await;
+}
+
 async fn call(client: &StdioClient, name: &str, args: Value) -> Value {
     let r = client
         .call_tool(
@@ -126,8 +134,7 @@ async fn stdio_sandboxes_go_when_stdin_closes() {
     .await;
     assert!(!exists(&podman, &a).await, "session sandbox left");
     assert!(!exists(&podman, &b).await, "handle sandbox left");
-    let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    assert!(log.contains("why=\"stdio closed\""), "{log}");
+    logged(&log, "why=\"stdio closed\"").await;
 }
 
 #[tokio::test]
@@ -150,8 +157,7 @@ async fn stdio_sandboxes_go_on_sigterm() {
         },
     )
     .await;
-    let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    assert!(log.contains("why=\"signal\""), "{log}");
+    logged(&log, "why=\"signal\"").await;
     drop(client);
 }
 
