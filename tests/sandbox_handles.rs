@@ -266,6 +266,12 @@ async fn handles_survive_sigterm_and_sigkill_of_the_server() {
         !left[0].labels.values().any(|v| v.contains(&h)),
         "the handle itself is in a label"
     );
+    // No owner process: dead-owner reaping (any server's) leaves it alone.
+    assert!(
+        !left[0].labels.contains_key("pod-exec-mcp.owner"),
+        "{:?}",
+        left[0].labels
+    );
 
     let mut second = server::start(&envs);
     let b = connect_with_token(&second.url, &token).await;

@@ -591,6 +591,12 @@ impl SandboxManager {
         for (k, v) in extra {
             spec.labels.insert((*k).to_owned(), v.clone());
         }
+        if kind == "handle" {
+            // No process owns a handle sandbox (it outlives its creator and
+            // expires by its TTL): without an owner label, no server's
+            // dead-owner reaping (older ones' included) can take it.
+            spec.labels.remove(owner::labels::OWNER);
+        }
         if agent {
             spec = self.inner.template.with_agent(spec);
         }
