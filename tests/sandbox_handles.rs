@@ -81,6 +81,25 @@ fn own_caller(test: &str) -> (std::path::PathBuf, String) {
     (file, format!("{token}{}", "0".repeat(24)))
 }
 
+/// Waits until Podman answers promptly again: right after a server is
+/// killed (and on this shared machine) it can take longer than the next
+/// server's 1.5 s start-up check allows.
+async fn podman_settled(podman: &PodmanClient) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = std::time::Instant::now();
+        let ok = podman.version().await.is_ok();
+        if ok && t.elapsed() < Duration::from_millis(300) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Podman stays slow to answer"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Managed containers with `label` (k=v).
 async fn count(podman: &PodmanClient, label: &str) -> usize {
     podman
@@ -273,6 +292,7 @@ async fn handles_survive_sigterm_and_sigkill_of_the_server() {
         left[0].labels
     );
 
+    podman_settled(&podman).await;
     let mut second = server::start(&envs);
     let b = connect_with_token(&second.url, &token).await;
     let r = tool(
@@ -302,6 +322,7 @@ async fn handles_survive_sigterm_and_sigkill_of_the_server() {
     second.signal("KILL");
     assert!(second.wait_exit(Duration::from_secs(10)).is_some());
 
+    podman_settled(&podman).await;
     let third = server::start(&envs);
     let c = connect_with_token(&third.url, &token).await;
     let sc = sh(&c, &h, "cat d.txt").await;
@@ -338,6 +359,7 @@ async fn a_handle_expires_by_its_ttl_across_a_restart() {
     first.signal("KILL");
     assert!(first.wait_exit(Duration::from_secs(10)).is_some());
     assert_eq!(count(&podman, &of_first).await, 1);
+    podman_settled(&podman).await;
     let second = server::start(&[("POD_EXEC_SANDBOX_TTL", "4")]);
     wait_for(
         Duration::from_secs(20),
