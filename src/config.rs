@@ -236,6 +236,29 @@ pub struct Config {
     /// namespaced resources that give none and no -A (empty: none).
     #[arg(long, env = "K8S_NAMESPACE", default_value = "default")]
     pub k8s_namespace: String,
+
+    /// Seconds a sandbox made by `sandbox_create` may stay unused before it
+    /// is removed (its handle then gets the "expired" error). Counted across
+    /// server restarts.
+    #[arg(long, env = "POD_EXEC_SANDBOX_TTL", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..))]
+    pub sandbox_ttl: u64,
+
+    /// When POD_EXEC_MAX_SESSIONS sandboxes live, the least recently used
+    /// one with no call in flight and idle at least this many seconds is
+    /// removed to make room; only when none qualifies is a new one refused.
+    #[arg(long, env = "POD_EXEC_EVICT_AFTER", default_value_t = 60)]
+    pub evict_after: u64,
+
+    /// How clients reach the server: "http" (streamable HTTP at /mcp) or
+    /// "stdio" (one client on stdin/stdout, logs on stderr; its sandbox is
+    /// removed when stdin closes).
+    #[arg(long, env = "POD_EXEC_TRANSPORT", default_value = "http", value_parser = ["http", "stdio"])]
+    pub transport: String,
+
+    /// Also serve the deprecated HTTP+SSE transport (GET /sse, POST
+    /// /messages?sessionId=...) for clients that speak only it.
+    #[arg(long, env = "POD_EXEC_SSE", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    pub sse: bool,
 }
 
 impl Config {
@@ -257,6 +280,16 @@ impl Config {
     /// The listen address.
     pub fn listen_addr(&self) -> SocketAddr {
         SocketAddr::new(self.host, self.port)
+    }
+
+    /// Idle lifetime of a handle sandbox.
+    pub fn sandbox_ttl(&self) -> Duration {
+        Duration::from_secs(self.sandbox_ttl)
+    }
+
+    /// Least idleness before a sandbox may be evicted for capacity.
+    pub fn evict_after(&self) -> Duration {
+        Duration::from_secs(self.evict_after)
     }
 
     /// Idle expiry of a session.

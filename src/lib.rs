@@ -8,15 +8,19 @@
 //! - [`executor`]: the in-sandbox agent (embedded static binary) and its
 //!   wire protocol, shared with the server side.
 //! - [`sandbox`]: `SandboxManager`, the sole owner of container lifetimes,
-//!   keyed by session (or, later, handle); bounded output; owner labels.
-//! - [`mcp`]: the `ServerHandler` and its tools; the session manager that
-//!   ties session end and idle expiry to sandbox release.
+//!   keyed by session, handle or one call; handles and their TTL; capacity
+//!   eviction; bounded output; owner labels.
+//! - [`mcp`]: the `ServerHandler` and its tools (shell_exec, the sandbox
+//!   handle tools, and `exec_in_callers_sandbox` for tools that run a
+//!   command); the session manager that ties session end and idle expiry to
+//!   sandbox release and owes clients their replies.
 //! - [`policy`]: the command policy (strict/permissive, built-in rules,
 //!   YAML rule file, read-only); pure, checked before a command runs.
 //! - [`profiles`]: CLI profiles (built-in `k8s`, user YAML) that become
 //!   execute_/describe_ tools; Kubernetes defaults; prompt templates.
 //! - [`server`]: start-up checks and shutdown.
-//! - [`transport`]: streamable HTTP with its authentication gate.
+//! - [`transport`]: streamable HTTP with its authentication gate; stdio; the
+//!   legacy HTTP+SSE transport behind the same gate.
 //! - [`auth`]: bearer tokens and caller identities.
 //! - [`audit`]: the operators' JSON-lines audit log.
 //! - [`build_image`]: `pod_exec_mcp build-image`, the session image built

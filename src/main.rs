@@ -21,6 +21,7 @@ async fn main() -> ExitCode {
         return pod_exec_mcp::build_image::cli(std::env::args_os().skip(1)).await;
     }
     let config = Config::parse();
+    // Over stdio, stdout is the protocol's: everything else goes to stderr.
     // rmcp logs session ids (bearer secrets) and every message at INFO:
     // keep it to warnings unless RUST_LOG asks for more.
     tracing_subscriber::fmt()
@@ -44,6 +45,13 @@ async fn main() -> ExitCode {
         shutdown_signal().await;
         trigger.cancel();
     });
+    let stdio = server.local_addr().is_err();
     server.run(shutdown).await;
+    if stdio {
+        // tokio's stdin reader is a blocking thread that a runtime shutdown
+        // would wait on (until the client writes another line): leave now,
+        // the sandboxes are already gone.
+        std::process::exit(0);
+    }
     ExitCode::SUCCESS
 }

@@ -22,6 +22,7 @@ use crate::sandbox::owner::Identity;
 use crate::sandbox::spec::SandboxTemplate;
 use crate::sandbox::{Limits, SandboxManager};
 use crate::transport::http::{self as http_transport, MCP_PATH};
+use crate::transport::sse::{MESSAGES_PATH, SSE_PATH, SseHub};
 
 /// How long start-up checks may wait for Podman: start-up must fail within
 /// 2 s when Podman is not there.
@@ -102,7 +103,8 @@ pub enum StartupError {
 /// A started server: bound, checked, serving until `shutdown` is cancelled.
 #[derive(Debug)]
 pub struct Server {
-    listener: TcpListener,
+    /// None over stdio.
+    listener: Option<TcpListener>,
     sandboxes: SandboxManager,
     sessions: Arc<Sessions>,
     auth: Authenticator,
@@ -121,8 +123,10 @@ impl Server {
     pub async fn start(config: Config) -> Result<Self, StartupError> {
         let endpoint = config.endpoint()?;
         let addr = config.listen_addr();
+        let stdio = config.transport == "stdio";
         let auth = Authenticator::from_config(&config)?;
-        if auth.is_open() && !config.listens_on_loopback() {
+        // Over stdio nothing listens: only the launching process talks to it.
+        if auth.is_open() && !config.listens_on_loopback() && !stdio {
             if !config.insecure_no_auth {
                 return Err(StartupError::NoAuth { addr });
             }
@@ -147,9 +151,15 @@ impl Server {
             }
             None => None,
         };
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
+        let listener = if stdio {
+            None
+        } else {
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::Bind { addr, source })?,
+            )
+        };
 
         let podman = PodmanClient::new(endpoint.clone());
         let quick = podman.clone().with_call_timeout(STARTUP_CHECK_TIMEOUT);
@@ -219,6 +229,10 @@ impl Server {
             max_sandboxes: usize::try_from(config.max_sessions).unwrap_or(usize::MAX),
             max_queued_per_sandbox: usize::try_from(config.max_queued_per_session)
                 .unwrap_or(usize::MAX),
+            sandbox_ttl: config.sandbox_ttl(),
+            evict_after: config.evict_after(),
+            // A stdio server is one client's: its handles go with it.
+            handles_survive: !stdio,
         };
         info!(
             mode = %policy.mode(),
@@ -248,9 +262,12 @@ impl Server {
         })
     }
 
-    /// The bound address (useful with port 0).
+    /// The bound address (useful with port 0); an error over stdio.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match &self.listener {
+            Some(l) => l.local_addr(),
+            None => Err(std::io::Error::other("serving stdio: no listener")),
+        }
     }
 
     /// Serves until `shutdown` is cancelled, then removes every container
@@ -280,12 +297,40 @@ impl Server {
             Duration::from_secs(config.sweep_interval),
             shutdown.child_token(),
         ));
+        tokio::spawn(
+            sandboxes
+                .clone()
+                .expire_handles_every(shutdown.child_token()),
+        );
         sandboxes.start_pool(usize::try_from(config.warm_pool).unwrap_or(0));
 
         let shared =
             PodExecServer::shared(sandboxes.clone(), config.clone(), policy, audit, profiles);
+        let Some(listener) = listener else {
+            crate::transport::stdio::serve(shared, sandboxes.clone(), shutdown.clone()).await;
+            info!("shutting down: removing containers");
+            if tokio::time::timeout(SHUTDOWN_BUDGET, sandboxes.shutdown())
+                .await
+                .is_err()
+            {
+                warn!("shutdown did not finish within {SHUTDOWN_BUDGET:?}");
+            }
+            return;
+        };
+        let sse = config.sse.then(|| {
+            SseHub::new(
+                shared.clone(),
+                sandboxes.clone(),
+                shutdown.child_token(),
+                config.host_allowlist(),
+                config.origin_allowlist(),
+            )
+        });
+        // rmcp's own stop comes after in-flight requests got their error
+        // reply (it closes their streams).
+        let rmcp_stop = CancellationToken::new();
         let mut http_config =
-            StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
+            StreamableHttpServerConfig::default().with_cancellation_token(rmcp_stop.clone());
         http_config = match config.host_allowlist() {
             Some(hosts) => http_config.with_allowed_hosts(hosts),
             None => http_config.disable_allowed_hosts(),
@@ -304,14 +349,25 @@ impl Server {
 
         if let Ok(addr) = listener.local_addr() {
             info!("serving MCP at http://{addr}{MCP_PATH}");
+            if sse.is_some() {
+                info!("serving legacy SSE at http://{addr}{SSE_PATH} (POST {MESSAGES_PATH})");
+            }
         }
-        let graceful = http_transport::serve(listener, service, auth, shutdown).await;
+        let graceful =
+            http_transport::serve(listener, service, auth, sessions.clone(), sse, shutdown).await;
 
         info!(
             sessions = sessions.len(),
             "shutting down: removing containers"
         );
         let t = Instant::now();
+        let answered = sessions.answer_in_flight();
+        if answered > 0 {
+            info!(answered, "requests in flight answered with an error");
+            // Let those replies reach the sockets before the streams close.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        rmcp_stop.cancel();
         let cleanup = async {
             sandboxes.shutdown().await;
             // Open SSE streams and in-flight requests: give them what is

@@ -379,6 +379,9 @@ async fn read_only_mode_forces_read_only_everything() {
             max_calls_per_sandbox: 2,
             max_sandboxes: 4,
             max_queued_per_sandbox: 0,
+            sandbox_ttl: std::time::Duration::from_secs(1800),
+            evict_after: std::time::Duration::from_secs(60),
+            handles_survive: true,
         },
     );
     let key = SandboxKey::Session(unique("rom"));

@@ -274,9 +274,11 @@ async fn calls_without_a_session_run_in_a_one_shot_sandbox() {
     let reply = stateless_call(&srv.url, "echo stateless; exit 4").await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(
-        reply.contains(r#""structuredContent":{"output":"stateless\n","retval":4}"#),
+        reply.contains(r#""oneshot":true,"output":"stateless\n","retval":4}"#),
         "{reply}"
     );
+    // The note tells the model how to keep state.
+    assert!(reply.contains("sandbox_create"), "{reply}");
     // Nothing stays behind, and no session was opened.
     wait_for(
         Duration::from_secs(10),

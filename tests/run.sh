@@ -63,7 +63,8 @@ step "cargo test again with POD_EXEC_EXECUTOR=off (the fallback: one libpod exec
 POD_EXEC_EXECUTOR=off cargo test --no-fail-fast \
   --test mcp_server --test misbehaving_commands --test third_party_clients \
   --test security_http --test policy_server --test hardening --test podman_outage \
-  --test profiles_cli --test profiles_k8s --test profiles_clients 2>&1 | tee target/test-output-fallback.log
+  --test profiles_cli --test profiles_k8s --test profiles_clients \
+  --test sandbox_handles --test client_kinds --test transports --test conformance 2>&1 | tee target/test-output-fallback.log
 grep -q 'Running tests/mcp_server.rs' target/test-output-fallback.log ||
   { echo "the fallback pass did not run" >&2; exit 1; }
 

@@ -2,7 +2,10 @@
 //! tools, and the mapping from sandbox results and errors to tool results.
 //! Builds no HTTP requests and owns no containers.
 
+mod exec;
+mod handles;
 mod profiles;
+mod replies;
 pub mod session;
 
 use std::sync::Arc;
@@ -11,33 +14,33 @@ use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, ProgressNotificationParam, ServerCapabilities,
-    ServerConfig, ToolAnnotations,
+    CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tracing::debug;
 
-use crate::audit::{AuditLog, AuditRecord};
+use crate::audit::AuditLog;
 use crate::auth::Caller;
 use crate::config::Config;
 use crate::policy::Policy;
+use crate::sandbox::{ExecOutcome, SandboxManager};
+pub use exec::{ONESHOT_NOTE, SandboxCommand};
 
 /// The command policy's rule key for shell_exec.
 const POLICY_KEY: &str = "shell";
-use crate::sandbox::spec::MAX_COMMAND_BYTES;
-use crate::sandbox::{
-    ExecOptions, ExecOutcome, Progress, SandboxError, SandboxKey, SandboxManager,
-};
 
 /// Arguments of `shell_exec`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct ShellExecArgs {
-    /// The shell command line, run as `/bin/sh -lc <command>` in this
-    /// session's container.
+    /// The shell command line, run as `/bin/sh -lc <command>`.
     pub command: String,
+    /// A handle from sandbox_create: run in that sandbox. Without one, the
+    /// call runs in this session's sandbox, or (with no session) in a
+    /// one-shot sandbox removed after the call.
+    #[serde(default)]
+    pub sandbox: Option<String>,
     /// Time limit in seconds (default POD_EXEC_TIMEOUT, capped by
     /// POD_EXEC_MAX_TIMEOUT). At the limit every process the call started
     /// is killed and the output so far returns with `timed_out: true`.
@@ -67,6 +70,13 @@ pub struct ShellExecResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<i64>", range(min = 0))]
     pub total_bytes: Option<u64>,
+    /// Present and true when the call ran in a one-shot sandbox (no
+    /// session, no `sandbox` handle): nothing it left survives.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oneshot: bool,
+    /// How to keep state, when `oneshot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl From<ExecOutcome> for ShellExecResult {
@@ -77,6 +87,8 @@ impl From<ExecOutcome> for ShellExecResult {
             total_bytes: o.output.truncated.then_some(o.output.total_bytes),
             output: o.output.text,
             retval: o.retval,
+            oneshot: false,
+            note: None,
         }
     }
 }
@@ -97,6 +109,9 @@ pub struct Shared {
 #[derive(Debug, Clone)]
 pub struct PodExecServer {
     shared: Arc<Shared>,
+    /// The sandbox key of a transport that is one session by itself (stdio,
+    /// a legacy SSE stream); HTTP requests carry theirs in a header.
+    session: Option<Arc<str>>,
 }
 
 impl PodExecServer {
@@ -108,7 +123,7 @@ impl PodExecServer {
         audit: Option<AuditLog>,
         profiles: crate::profiles::Profiles,
     ) -> Arc<Shared> {
-        let mut tool_router = Self::tool_router();
+        let mut tool_router = Self::tool_router() + Self::sandbox_tools_router();
         annotate(&mut tool_router, &config);
         // The enabled profiles' execute_/describe_ tools: decided at start-up.
         profiles::add_routes(&mut tool_router, &profiles, &config);
@@ -124,7 +139,20 @@ impl PodExecServer {
 
     /// A handler: cheap (no I/O, no allocation beyond an Arc clone).
     pub fn new(shared: Arc<Shared>) -> Self {
-        PodExecServer { shared }
+        PodExecServer {
+            shared,
+            session: None,
+        }
+    }
+
+    /// A handler for a transport that is one session by itself: calls
+    /// without a handle use the sandbox of `session` (which the transport
+    /// opens and releases with [`SandboxManager`]).
+    pub fn for_session(shared: Arc<Shared>, session: &str) -> Self {
+        PodExecServer {
+            shared,
+            session: Some(Arc::from(session)),
+        }
     }
 }
 
@@ -171,38 +199,20 @@ fn tool_error(msg: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(msg.into())])
 }
 
-/// Checks a command before anything runs; the message tells the model what
-/// to fix (a tool error, per MCP 2025-11-25 SEP-1303, not a protocol error).
-fn validate_command(command: &str) -> Result<(), String> {
-    if command.trim().is_empty() {
-        return Err("`command` is empty: pass the shell command line to run".into());
-    }
-    if command.len() > MAX_COMMAND_BYTES {
-        return Err(format!(
-            "`command` is {} bytes; the limit is {MAX_COMMAND_BYTES}. Write long scripts to a \
-             file in several smaller calls, then run the file",
-            command.len()
-        ));
-    }
-    if command.contains('\0') {
-        return Err(
-            "`command` contains a NUL byte, which no shell command can carry; remove it".into(),
-        );
-    }
-    Ok(())
-}
-
 #[tool_router]
 impl PodExecServer {
-    /// Runs a shell command in this session's sandbox.
+    /// Runs a shell command in a sandbox.
     #[tool(
         name = "shell_exec",
-        description = "Run a shell command in this session's own Linux container (Debian; \
-            /bin/sh -lc <command>, working directory /work, stdin closed). Files, installed \
-            packages and background state persist across calls in the same session; `cd` and \
-            variables do not (chain them in one command). Returns `output` (stdout and stderr \
-            merged in order; very long output keeps its head and tail) and `retval` (the exit \
-            code; non-zero is a normal result).",
+        description = "Run a shell command in your own sandboxed Linux container (Debian; \
+            /bin/sh -lc <command>, working directory /work, stdin closed). Pass `sandbox` (a \
+            handle from sandbox_create) to run in that sandbox: files, installed packages and \
+            background processes persist there across calls. Without `sandbox`, a client with a \
+            session uses its session's sandbox; a request without a session runs in a one-shot \
+            sandbox removed after the call (the result then says `oneshot: true`). `cd` and \
+            variables never persist (chain them in one command). Returns `output` (stdout and \
+            stderr merged in order; very long output keeps its head and tail) and `retval` (the \
+            exit code; non-zero is a normal result).",
         output_schema = schema_for_output::<ShellExecResult>()
     )]
     async fn shell_exec(
@@ -210,156 +220,24 @@ impl PodExecServer {
         Parameters(args): Parameters<ShellExecArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let call = CallRecord::new(&self.shared, caller(&ctx), "shell_exec", &args.command);
-        if let Err(msg) = validate_command(&args.command).and(validate_timeout(args.timeout)) {
-            call.finish(None, Finish::Error(&msg)).await;
-            return Ok(tool_error(msg));
-        }
-        // The guardrail; the container is the boundary.
-        if let Err(refusal) = self.shared.policy.check(POLICY_KEY, &args.command) {
-            debug!(rule = %refusal.rule, "shell_exec refused by the command policy");
-            call.finish(None, Finish::Refused(&refusal.rule, &refusal.message))
-                .await;
-            return Ok(tool_error(refusal.message));
-        }
-        let sandboxes = &self.shared.sandboxes;
-        let progress_token = ctx.meta.get_progress_token();
-        let (progress_tx, mut progress_rx) = tokio::sync::mpsc::channel::<Progress>(2);
-        let opts = ExecOptions {
-            timeout: self.shared.config.call_timeout(args.timeout),
-            // notifications/cancelled fires this.
-            cancel: ctx.ct.clone(),
-            progress: progress_token.is_some().then_some(progress_tx),
-        };
-        let exec = async {
-            match session_id(&ctx) {
-                Some(id) => {
-                    sandboxes
-                        .exec(&SandboxKey::Session(id), &args.command, opts)
-                        .await
-                }
-                // No session (stateless protocol or a transport without
-                // one): a sandbox for this call alone.
-                None => sandboxes.exec_oneshot(&args.command, opts).await,
-            }
-        };
-        // Forward progress until the call ends (its sender drops with it).
-        let forward = async {
-            while let Some(p) = progress_rx.recv().await {
-                if let Some(token) = &progress_token {
-                    let note =
-                        ProgressNotificationParam::new(token.clone(), p.elapsed.as_secs_f64())
-                            .with_message(progress_message(&p));
-                    let _ = ctx.peer.notify_progress(note).await;
-                }
-            }
-        };
-        let (result, ()) = tokio::join!(exec, forward);
-        match result {
-            Ok(outcome) => {
-                let sandbox = outcome.sandbox.clone();
-                let r = ShellExecResult::from(outcome);
-                debug!(retval = r.retval, bytes = r.output.len(), "shell_exec done");
-                call.finish(Some(&sandbox), Finish::Ran(&r)).await;
-                let value = serde_json::to_value(&r)
-                    .map_err(|e| McpError::internal_error(e.to_string(), None))?;
-                Ok(CallToolResult::structured(value))
-            }
-            Err(e) => {
-                let text = error_text(&e);
-                call.finish(None, Finish::Error(&text)).await;
-                Ok(tool_error(text))
-            }
-        }
-    }
-}
-
-/// How a call ended, for the audit log.
-enum Finish<'a> {
-    /// The command ran to a result.
-    Ran(&'a ShellExecResult),
-    /// The policy refused it: rule id and message.
-    Refused(&'a str, &'a str),
-    /// A tool error before or instead of a result.
-    Error(&'a str),
-}
-
-/// One call being audited: who, what, since when.
-struct CallRecord<'a> {
-    audit: Option<&'a AuditLog>,
-    caller: Caller,
-    tool: &'a str,
-    command: &'a str,
-    started: std::time::Instant,
-}
-
-impl<'a> CallRecord<'a> {
-    fn new(shared: &'a Shared, caller: Caller, tool: &'a str, command: &'a str) -> Self {
-        CallRecord {
-            audit: shared.audit.as_ref(),
-            caller,
-            tool,
-            command,
-            started: std::time::Instant::now(),
-        }
-    }
-
-    /// Appends the call's audit line (when the audit log is on).
-    async fn finish(&self, sandbox: Option<&str>, how: Finish<'_>) {
-        let Some(audit) = self.audit else { return };
-        let (retval, timed_out, refused_by, error) = match how {
-            Finish::Ran(r) => (Some(r.retval), r.timed_out, None, None),
-            Finish::Refused(rule, msg) => (None, false, Some(rule), Some(msg)),
-            Finish::Error(e) => (None, false, None, Some(e)),
-        };
-        audit
-            .record(&AuditRecord {
-                time: AuditRecord::now(),
-                caller: self.caller.name(),
-                sandbox,
-                tool: self.tool,
-                command: self.command,
-                retval,
-                duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                refused_by,
-                timed_out,
-                error,
-            })
-            .await;
-    }
-}
-
-fn validate_timeout(t: Option<f64>) -> Result<(), String> {
-    match t {
-        Some(t) if !(t.is_finite() && t > 0.0) => Err(format!(
-            "`timeout` must be a positive number of seconds, not {t}"
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// "12 s, 3456 bytes: <last line>"
-fn progress_message(p: &Progress) -> String {
-    format!(
-        "{} s, {} bytes: {}",
-        p.elapsed.as_secs(),
-        p.bytes,
-        p.last_line
-    )
-}
-
-fn error_text(e: &SandboxError) -> String {
-    match e {
-        SandboxError::Create(_) | SandboxError::Exec(_) => {
-            format!("{e}. The sandbox service may be overloaded or restarting; retry shortly.")
-        }
-        _ => e.to_string(),
+        self.exec_in_callers_sandbox(
+            &ctx,
+            SandboxCommand {
+                tool: "shell_exec",
+                policy_key: POLICY_KEY,
+                command: &args.command,
+                sandbox: args.sandbox.as_deref(),
+                timeout: args.timeout,
+            },
+        )
+        .await
     }
 }
 
 #[tool_handler(router = self.shared.tool_router)]
 impl ServerHandler for PodExecServer {
     fn get_info(&self) -> ServerConfig {
+        let ttl = self.shared.config.sandbox_ttl;
         ServerConfig::new(
             ServerCapabilities::builder()
                 .enable_tools()
@@ -370,10 +248,16 @@ impl ServerHandler for PodExecServer {
             "pod_exec_mcp",
             env!("CARGO_PKG_VERSION"),
         ))
-        .with_instructions(
-            "Each session has its own sandboxed Linux container. Use shell_exec to run \
-                 shell commands in it; files persist for the session's lifetime.",
-        )
+        .with_instructions(format!(
+            "shell_exec runs shell commands in a sandboxed Linux container. To keep files \
+                 and processes across calls, call sandbox_create once, keep the returned \
+                 `sandbox` handle, and pass it as `sandbox` to every shell_exec call; it works \
+                 with every client and protocol version. A sandbox unused for {ttl} seconds is \
+                 removed (its handle then gets an \"expired or unknown\" error: create a new \
+                 one); sandbox_list shows yours, sandbox_destroy removes one. Without a handle, \
+                 a client with a session shares one sandbox per session, and a request without \
+                 a session runs in a one-shot sandbox."
+        ))
     }
 
     async fn list_prompts(
@@ -398,21 +282,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn validation_messages() {
-        assert!(validate_command("echo hi").is_ok());
-        assert!(validate_command("   \n").unwrap_err().contains("empty"));
-        assert!(validate_command("a\0b").unwrap_err().contains("NUL"));
-        assert!(
-            validate_command(&"x".repeat(MAX_COMMAND_BYTES + 1))
-                .unwrap_err()
-                .contains("limit")
-        );
-        assert!(validate_timeout(Some(0.0)).is_err());
-        assert!(validate_timeout(Some(f64::NAN)).is_err());
-        assert!(validate_timeout(Some(0.5)).is_ok());
-    }
-
-    #[test]
     fn result_schema_has_output_and_retval() {
         let schema = serde_json::Value::Object((*schema_for_output::<ShellExecResult>()).clone());
         let required = schema["required"].as_array().expect("required");
@@ -425,6 +294,8 @@ mod tests {
             timed_out: false,
             truncated: false,
             total_bytes: None,
+            oneshot: false,
+            note: None,
         };
         assert_eq!(
             serde_json::to_value(&r).unwrap(),

@@ -9,22 +9,19 @@ use rmcp::handler::server::common::{schema_for_output, schema_for_type};
 use rmcp::handler::server::router::tool::{ToolRoute, ToolRouter};
 use rmcp::handler::server::tool::{ToolCallContext, parse_json_object};
 use rmcp::model::{
-    CallToolResult, GetPromptRequestParams, GetPromptResult, ListPromptsResult,
-    ProgressNotificationParam, Prompt, PromptArgument, PromptMessage, Role, Tool, ToolAnnotations,
+    CallToolResult, GetPromptRequestParams, GetPromptResult, ListPromptsResult, Prompt,
+    PromptArgument, PromptMessage, Role, Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    CallRecord, Finish, PodExecServer, Shared, ShellExecResult, caller, error_text,
-    progress_message, session_id, tool_error, validate_command, validate_timeout,
-};
+use super::exec::{CallRecord, Finish, error_text, validate_command, validate_timeout};
+use super::{PodExecServer, ShellExecResult, caller, tool_error};
 use crate::config::Config;
 use crate::policy::{Mode, pipeline};
 use crate::profiles::{CliTool, Profiles, prompts};
-use crate::sandbox::{ExecOptions, ExecOutcome, Progress, SandboxError, SandboxKey};
 
 /// Arguments of `execute_<tool>`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -37,6 +34,10 @@ pub struct ExecuteArgs {
     /// POD_EXEC_MAX_TIMEOUT).
     #[serde(default)]
     pub timeout: Option<f64>,
+    /// A sandbox handle from sandbox_create: run there (default: this
+    /// session's sandbox, or a one-shot one without a session).
+    #[serde(default)]
+    pub sandbox: Option<String>,
 }
 
 /// Arguments of `describe_<tool>`.
@@ -70,7 +71,8 @@ pub(super) fn add_routes(
         let exec = Tool::new(
             format!("execute_{}", t.name),
             format!(
-                "Run {} in this session's sandbox: `{} <command>`. In strict mode the command \
+                "Run {} in the caller's sandbox (the `sandbox` handle, else this session's): \
+                 `{} <command>`. In strict mode the command \
                  may pipe only into filters (grep, jq, yq, head, tail, sort, uniq, wc, awk, \
                  sed, cut, tr, column); `;`, `&&`, `||`, redirections, backticks and `$(` are \
                  refused. Returns `output`, `retval` (as shell_exec) and `command`, the line \
@@ -94,7 +96,7 @@ pub(super) fn add_routes(
                 Box::pin(async move {
                     let args: ExecuteArgs =
                         parse_json_object(ctx.arguments.clone().unwrap_or_default())?;
-                    execute(&ctx.service.shared, &t, args, ctx.request_context)
+                    execute(ctx.service, &t, args, ctx.request_context)
                         .await
                         .map(Into::into)
                 })
@@ -124,7 +126,7 @@ pub(super) fn add_routes(
                 Box::pin(async move {
                     let args: DescribeArgs =
                         parse_json_object(ctx.arguments.clone().unwrap_or_default())?;
-                    describe(&ctx.service.shared, &t, args, ctx.request_context)
+                    describe(ctx.service, &t, args, ctx.request_context)
                         .await
                         .map(Into::into)
                 })
@@ -134,11 +136,12 @@ pub(super) fn add_routes(
 }
 
 async fn execute(
-    shared: &Shared,
+    server: &PodExecServer,
     tool: &CliTool,
     args: ExecuteArgs,
     ctx: RequestContext<RoleServer>,
 ) -> Result<CallToolResult, McpError> {
+    let shared = &server.shared;
     let name = format!("execute_{}", tool.name);
     let line = shared.profiles.command_line(tool, &args.command);
     let call = CallRecord::new(shared, caller(&ctx), &name, &line);
@@ -158,15 +161,26 @@ async fn execute(
             .await;
         return Ok(tool_error(refusal.message));
     }
-    finish_run(shared, tool, &call, &ctx, line.clone(), args.timeout).await
+    let sandbox = args.sandbox.as_deref();
+    finish_run(
+        server,
+        tool,
+        &call,
+        &ctx,
+        sandbox,
+        line.clone(),
+        args.timeout,
+    )
+    .await
 }
 
 async fn describe(
-    shared: &Shared,
+    server: &PodExecServer,
     tool: &CliTool,
     args: DescribeArgs,
     ctx: RequestContext<RoleServer>,
 ) -> Result<CallToolResult, McpError> {
+    let shared = &server.shared;
     let name = format!("describe_{}", tool.name);
     let sub = args.command.unwrap_or_default();
     let sub = sub.trim();
@@ -196,23 +210,32 @@ async fn describe(
     }
     line.push(' ');
     line.push_str(&tool.help_flag);
-    finish_run(shared, tool, &call, &ctx, line, None).await
+    finish_run(server, tool, &call, &ctx, None, line, None).await
 }
 
 /// Runs `line`, audits, and shapes the result (a missing CLI is a tool
 /// error naming the image that has it).
 async fn finish_run(
-    shared: &Shared,
+    server: &PodExecServer,
     tool: &CliTool,
     call: &CallRecord<'_>,
     ctx: &RequestContext<RoleServer>,
+    sandbox: Option<&str>,
     line: String,
     timeout: Option<f64>,
 ) -> Result<CallToolResult, McpError> {
-    match run_in_callers_sandbox(shared, ctx, &line, timeout).await {
-        Ok(outcome) => {
+    let shared = &server.shared;
+    match server
+        .run_in_callers_sandbox(ctx, call, sandbox, &line, timeout)
+        .await
+    {
+        Ok((outcome, oneshot)) => {
             let sandbox = outcome.sandbox.clone();
-            let r = ShellExecResult::from(outcome);
+            let mut r = ShellExecResult::from(outcome);
+            if oneshot {
+                r.oneshot = true;
+                r.note = Some(super::exec::ONESHOT_NOTE.to_owned());
+            }
             call.finish(Some(&sandbox), Finish::Ran(&r)).await;
             if r.retval == 127 && r.output.contains(&format!("{}: not found", tool.name)) {
                 return Ok(tool_error(format!(
@@ -233,47 +256,6 @@ async fn finish_run(
             Ok(tool_error(text))
         }
     }
-}
-
-/// Runs `command` in the caller's sandbox with shell_exec's semantics
-/// (session sandbox, or a one-shot one without a session; timeout,
-/// cancellation, progress). The one place that picks the sandbox: point it
-/// at handle-aware resolution when shell_exec gets handles.
-async fn run_in_callers_sandbox(
-    shared: &Shared,
-    ctx: &RequestContext<RoleServer>,
-    command: &str,
-    timeout: Option<f64>,
-) -> Result<ExecOutcome, SandboxError> {
-    let sandboxes = &shared.sandboxes;
-    let progress_token = ctx.meta.get_progress_token();
-    let (progress_tx, mut progress_rx) = tokio::sync::mpsc::channel::<Progress>(2);
-    let opts = ExecOptions {
-        timeout: shared.config.call_timeout(timeout),
-        cancel: ctx.ct.clone(),
-        progress: progress_token.is_some().then_some(progress_tx),
-    };
-    let exec = async {
-        match session_id(ctx) {
-            Some(id) => {
-                sandboxes
-                    .exec(&SandboxKey::Session(id), command, opts)
-                    .await
-            }
-            None => sandboxes.exec_oneshot(command, opts).await,
-        }
-    };
-    let forward = async {
-        while let Some(p) = progress_rx.recv().await {
-            if let Some(token) = &progress_token {
-                let note = ProgressNotificationParam::new(token.clone(), p.elapsed.as_secs_f64())
-                    .with_message(progress_message(&p));
-                let _ = ctx.peer.notify_progress(note).await;
-            }
-        }
-    };
-    let (result, ()) = tokio::join!(exec, forward);
-    result
 }
 
 /// The templates on offer: the sandbox's, and k8s-mcp-server's with the

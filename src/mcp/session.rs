@@ -7,12 +7,12 @@
 //! session is idle when no request is in flight and none arrived for
 //! `idle` (POD_EXEC_IDLE_TIMEOUT).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
-use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::model::{ClientJsonRpcMessage, RequestId, ServerJsonRpcMessage};
 use rmcp::transport::streamable_http_server::session::local::{
     LocalSessionManager, LocalSessionManagerError,
 };
@@ -31,6 +31,8 @@ struct Activity {
     opened: Instant,
     last: Instant,
     in_flight: usize,
+    /// Ids of the requests in flight (a duplicate gets an error).
+    ids: HashSet<RequestId>,
 }
 
 /// The session manager handed to rmcp's `StreamableHttpService`.
@@ -40,6 +42,10 @@ pub struct Sessions {
     sandboxes: SandboxManager,
     activity: Mutex<HashMap<SessionId, Activity>>,
     idle: Duration,
+    /// One sender per response stream in flight: at shutdown each gets
+    /// its error reply before rmcp closes the streams.
+    stoppers: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<()>>>,
+    next_stopper: std::sync::atomic::AtomicU64,
 }
 
 impl Sessions {
@@ -52,6 +58,8 @@ impl Sessions {
             sandboxes,
             activity: Mutex::new(HashMap::new()),
             idle,
+            stoppers: Mutex::new(HashMap::new()),
+            next_stopper: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -67,6 +75,46 @@ impl Sessions {
         if let Some(a) = self.activity().get_mut(id) {
             a.last = Instant::now();
             a.in_flight = a.in_flight.saturating_add_signed(in_flight_delta);
+        }
+    }
+
+    fn stoppers(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u64, tokio::sync::oneshot::Sender<()>>> {
+        // One map operation per critical section.
+        self.stoppers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Ends every request in flight with a JSON-RPC error reply ("the
+    /// server stopped"); for shutdown, before rmcp closes the streams.
+    pub fn answer_in_flight(&self) -> usize {
+        let all: Vec<_> = self.stoppers().drain().collect();
+        let n = all.len();
+        for (_, tx) in all {
+            let _ = tx.send(());
+        }
+        n
+    }
+
+    /// Whether `id` is an open session.
+    pub fn is_open(&self, id: &str) -> bool {
+        self.activity().contains_key(id)
+    }
+
+    /// Registers request `rid` in flight in session `id`; false when one
+    /// with that id already is.
+    fn claim_id(&self, id: &SessionId, rid: &RequestId) -> bool {
+        match self.activity().get_mut(id) {
+            Some(a) => a.ids.insert(rid.clone()),
+            None => true,
+        }
+    }
+
+    fn release_id(&self, id: &SessionId, rid: &RequestId) {
+        if let Some(a) = self.activity().get_mut(id) {
+            a.ids.remove(rid);
         }
     }
 
@@ -127,11 +175,21 @@ impl Sessions {
 struct InFlight {
     sessions: Arc<Sessions>,
     id: SessionId,
+    /// The request's id, registered in the session while it runs.
+    request: Option<RequestId>,
+    /// Its entry in `stoppers`.
+    stopper: Option<u64>,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.sessions.touch(&self.id, -1);
+        if let Some(rid) = &self.request {
+            self.sessions.release_id(&self.id, rid);
+        }
+        if let Some(k) = self.stopper {
+            self.sessions.stoppers().remove(&k);
+        }
     }
 }
 
@@ -157,6 +215,7 @@ impl SessionManager for SharedSessions {
                 opened: now,
                 last: now,
                 in_flight: 0,
+                ids: HashSet::new(),
             },
         );
         Ok((id, transport))
@@ -184,16 +243,49 @@ impl SessionManager for SharedSessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        let request = match &message {
+            ClientJsonRpcMessage::Request(r) => Some(r.id.clone()),
+            _ => None,
+        };
+        if let Some(rid) = &request {
+            if !self.0.claim_id(id, rid) {
+                let reply = super::replies::event(super::replies::duplicate_id(rid.clone()));
+                return Ok(futures::future::Either::Right(futures::stream::iter([
+                    reply,
+                ])));
+            }
+        }
         self.0.touch(id, 1);
+        let stop = request.as_ref().map(|_| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let k = self
+                .0
+                .next_stopper
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.stoppers().insert(k, tx);
+            (k, rx)
+        });
+        let (stopper, stop_rx) = match stop {
+            Some((k, rx)) => (Some(k), Some(rx)),
+            None => (None, None),
+        };
         let guard = InFlight {
             sessions: self.0.clone(),
             id: id.clone(),
+            request: request.clone(),
+            stopper,
         };
         // On error the guard drops here and undoes the count.
         let stream = self.0.inner.create_stream(id, message).await?;
-        Ok(stream.map(move |m| {
+        let stream = stream.map(move |m| {
             let _keep = &guard;
             m
+        });
+        Ok(futures::future::Either::Left(match (request, stop_rx) {
+            (Some(rid), Some(rx)) => {
+                futures::future::Either::Left(super::replies::Answered::new(stream, rid, rx))
+            }
+            _ => futures::future::Either::Right(stream),
         }))
     }
 

@@ -23,6 +23,9 @@ pub struct PathStat {
     /// Unix mode bits (Go's `os.FileMode`).
     #[serde(default)]
     pub mode: u64,
+    /// Modification time, RFC 3339 (empty when Podman sent none).
+    #[serde(default)]
+    pub mtime: String,
 }
 
 impl PodmanClient {

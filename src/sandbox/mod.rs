@@ -1,17 +1,20 @@
 //! `SandboxManager`: the sole owner of sandbox container lifetimes —
 //! create (lazily, once per key), look up, run commands in, remove, reap.
 //!
-//! A sandbox belongs to a [`SandboxKey`]: an MCP session today, an explicit
-//! handle for stateless clients later. Nothing else creates or removes a
-//! managed container.
+//! A sandbox belongs to a [`SandboxKey`]: an MCP session, an explicit handle
+//! (`handles.rs`), or one call. Nothing else creates or removes a managed
+//! container.
 
 mod agent_run;
+mod capacity;
+pub mod handles;
 pub mod hardening;
 pub mod output;
 pub mod owner;
 mod pool;
 mod reaping;
 pub mod run;
+mod shutdown;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -29,7 +32,7 @@ use crate::executor::client::{ExecutorConn, ExecutorError};
 use crate::podman::{PodmanClient, PodmanError};
 pub use run::{ExecOptions, ExecOutcome, Progress};
 
-use owner::{Identity, labels};
+use owner::Identity;
 use spec::SandboxTemplate;
 
 /// Whose sandbox it is. The strings are bearer secrets: `Debug` hides them.
@@ -39,6 +42,9 @@ pub enum SandboxKey {
     Session(String),
     /// One call with nothing to key on; removed when the call ends.
     OneShot(String),
+    /// A handle from `sandbox_create`, by its digest (the handle itself is
+    /// never kept).
+    Handle(String),
 }
 
 impl SandboxKey {
@@ -46,6 +52,7 @@ impl SandboxKey {
         match self {
             SandboxKey::Session(_) => "session",
             SandboxKey::OneShot(_) => "oneshot",
+            SandboxKey::Handle(_) => "handle",
         }
     }
 }
@@ -124,6 +131,20 @@ pub enum SandboxError {
          unused session or try again later"
     )]
     Capacity(usize),
+    /// The handle is unknown, expired, destroyed or another caller's: one
+    /// error for all, so a handle's existence cannot be probed.
+    #[error(
+        "this sandbox handle is expired or unknown (sandboxes unused for POD_EXEC_SANDBOX_TTL \
+         seconds, destroyed ones, and the least recently used one when the server is full are \
+         removed); create a new sandbox with sandbox_create and pass its handle"
+    )]
+    Expired,
+    /// The session's sandbox was removed to make room for another.
+    #[error(
+        "this session's sandbox was removed while idle to make room for another (the server was \
+         at POD_EXEC_MAX_SESSIONS); its files are gone. The next call starts a fresh sandbox"
+    )]
+    Evicted,
 }
 
 #[derive(Debug)]
@@ -149,6 +170,8 @@ impl Container {
 enum SlotState {
     Empty,
     Ready(Arc<Container>),
+    /// A session's container was evicted; its next call is told so once.
+    Evicted,
     Closed,
 }
 
@@ -164,6 +187,45 @@ struct Slot {
     calls: Arc<Semaphore>,
     /// Calls waiting for a place in `calls`; bounded too.
     queued: AtomicUsize,
+    /// When a call last started or ended here (LRU eviction, handle TTL).
+    last_used: Mutex<Instant>,
+    /// What a handle sandbox is (None for other kinds).
+    handle: Option<handles::HandleMeta>,
+}
+
+impl Slot {
+    fn new(kind: &'static str, max_calls: usize, handle: Option<handles::HandleMeta>) -> Self {
+        let now = Instant::now();
+        Slot {
+            tag: crate::random_hex(6),
+            kind,
+            opened: now,
+            state: AsyncMutex::new(SlotState::Empty),
+            calls: Arc::new(Semaphore::new(max_calls)),
+            queued: AtomicUsize::new(0),
+            last_used: Mutex::new(now),
+            handle,
+        }
+    }
+
+    fn touch(&self) {
+        *self
+            .last_used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+    }
+
+    fn last_used(&self) -> Instant {
+        *self
+            .last_used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// No call runs or waits here.
+    fn unused(&self, max_calls: usize) -> bool {
+        self.calls.available_permits() == max_calls && self.queued.load(Ordering::Acquire) == 0
+    }
 }
 
 /// Per-call and per-sandbox bounds.
@@ -177,6 +239,13 @@ pub struct Limits {
     pub max_sandboxes: usize,
     /// Calls of one sandbox that may wait for a free place.
     pub max_queued_per_sandbox: usize,
+    /// Idleness after which a handle sandbox is removed.
+    pub sandbox_ttl: std::time::Duration,
+    /// Least idleness before a sandbox may be evicted for capacity.
+    pub evict_after: std::time::Duration,
+    /// Handle sandboxes outlive this process (HTTP); `false` removes them
+    /// at shutdown too (stdio: one client, gone when its process ends).
+    pub handles_survive: bool,
 }
 
 /// Owns every sandbox container of this server instance. Cheap to clone.
@@ -194,6 +263,9 @@ struct Inner {
     max_calls: usize,
     max_sandboxes: usize,
     max_queued: usize,
+    sandbox_ttl: std::time::Duration,
+    evict_after: std::time::Duration,
+    handles_survive: bool,
     /// The executor is used (it exists in the template and has not been
     /// found unable to run here).
     executor_on: AtomicBool,
@@ -239,6 +311,9 @@ impl SandboxManager {
                 max_calls: limits.max_calls_per_sandbox.max(1),
                 max_sandboxes: limits.max_sandboxes.max(1),
                 max_queued: limits.max_queued_per_sandbox,
+                sandbox_ttl: limits.sandbox_ttl,
+                evict_after: limits.evict_after,
+                handles_survive: limits.handles_survive,
                 executor_on: AtomicBool::new(executor_on),
                 executor_proven: AtomicBool::new(false),
                 live: AtomicUsize::new(0),
@@ -281,6 +356,10 @@ impl SandboxManager {
     ) -> Result<ExecOutcome, SandboxError> {
         let slot = self.lookup(key)?;
         let _permit = self.place(&slot, &opts).await?;
+        slot.touch();
+        // Also when the call ends, however it ends: idleness counts from
+        // the last call's end.
+        let _touch = TouchOnDrop(&slot);
         let container = self.ensure(&slot).await?;
         if self.inner.executor_on.load(Ordering::Relaxed) {
             match self.executor_for(&container).await {
@@ -397,6 +476,14 @@ impl SandboxManager {
     fn lookup(&self, key: &SandboxKey) -> Result<Arc<Slot>, SandboxError> {
         match key {
             SandboxKey::OneShot(_) => self.slot(key).ok_or(SandboxError::ShuttingDown),
+            // Made by `create_handle` or `resolve_handle`; gone = expired.
+            SandboxKey::Handle(_) => {
+                let slots = self.slots();
+                if slots.shutting_down {
+                    return Err(SandboxError::ShuttingDown);
+                }
+                slots.map.get(key).cloned().ok_or(SandboxError::Expired)
+            }
             SandboxKey::Session(_) => {
                 let slots = self.slots();
                 if slots.shutting_down {
@@ -416,16 +503,7 @@ impl SandboxManager {
             slots
                 .map
                 .entry(key.clone())
-                .or_insert_with(|| {
-                    Arc::new(Slot {
-                        tag: crate::random_hex(6),
-                        kind: key.kind(),
-                        opened: Instant::now(),
-                        state: AsyncMutex::new(SlotState::Empty),
-                        calls: Arc::new(Semaphore::new(self.inner.max_calls)),
-                        queued: AtomicUsize::new(0),
-                    })
-                })
+                .or_insert_with(|| Arc::new(Slot::new(key.kind(), self.inner.max_calls, None)))
                 .clone(),
         )
     }
@@ -437,6 +515,12 @@ impl SandboxManager {
         let mut state = slot.state.lock().await;
         match &*state {
             SlotState::Ready(c) => return Ok(c.clone()),
+            SlotState::Evicted => {
+                // Said once; the call after this one starts afresh.
+                *state = SlotState::Empty;
+                return Err(SandboxError::Evicted);
+            }
+            SlotState::Closed if slot.handle.is_some() => return Err(SandboxError::Expired),
             SlotState::Closed => {
                 return Err(if self.slots().shutting_down {
                     SandboxError::ShuttingDown
@@ -446,13 +530,18 @@ impl SandboxManager {
             }
             SlotState::Empty => {}
         }
-        self.reserve_live()?;
-        let container = match self.claim_pooled().await {
+        self.reserve_or_evict(slot).await?;
+        // Pooled containers' labels say "pool"; a handle's must name it.
+        let pooled = match slot.handle {
+            None => self.claim_pooled().await,
+            Some(_) => None,
+        };
+        let container = match pooled {
             Some(c) => {
                 info!(sandbox = %slot.tag, container = %c.name, "pooled container assigned");
                 c
             }
-            None => match self.create(&slot.tag, slot.kind).await {
+            None => match self.create(&slot.tag, slot.kind, slot.extra_labels()).await {
                 Ok(c) => c,
                 Err(e) => {
                     self.unreserve_live();
@@ -466,21 +555,14 @@ impl SandboxManager {
     }
 
     /// Counts one more live sandbox, unless the limit is reached.
-    fn reserve_live(&self) -> Result<(), SandboxError> {
+    fn try_reserve_live(&self) -> bool {
         let max = self.inner.max_sandboxes;
         self.inner
             .live
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
-            .map(|_| ())
-            .map_err(|_| {
-                warn!(
-                    limit = max,
-                    "sandbox refused: POD_EXEC_MAX_SESSIONS reached"
-                );
-                SandboxError::Capacity(max)
-            })
+            .is_ok()
     }
 
     fn unreserve_live(&self) {
@@ -490,9 +572,14 @@ impl SandboxManager {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
-    async fn create(&self, tag: &str, kind: &str) -> Result<Container, SandboxError> {
+    async fn create(
+        &self,
+        tag: &str,
+        kind: &str,
+        extra: Vec<(&'static str, String)>,
+    ) -> Result<Container, SandboxError> {
         if self.inner.executor_on.load(Ordering::Relaxed) {
-            match self.create_one(tag, kind, true).await {
+            match self.create_one(tag, kind, &extra, true).await {
                 Ok(c) => return Ok(c),
                 // The agent cannot run here (another architecture, a
                 // noexec mount...): one exec per call from now on, unless
@@ -510,7 +597,7 @@ impl SandboxManager {
                 Err(CreateError::Podman(e)) => return Err(SandboxError::Create(e)),
             }
         }
-        self.create_one(tag, kind, false)
+        self.create_one(tag, kind, &extra, false)
             .await
             .map_err(|e| match e {
                 CreateError::Podman(e) => SandboxError::Create(e),
@@ -524,11 +611,21 @@ impl SandboxManager {
         &self,
         tag: &str,
         kind: &str,
+        extra: &[(&'static str, String)],
         agent: bool,
     ) -> Result<Container, CreateError> {
         let podman = &self.inner.podman;
         let name = format!("pod-exec-{}", crate::random_hex(8));
         let mut spec = self.inner.template.spec(&name, tag, kind, &self.inner.me);
+        for (k, v) in extra {
+            spec.labels.insert((*k).to_owned(), v.clone());
+        }
+        if kind == "handle" {
+            // No process owns a handle sandbox (it outlives its creator and
+            // expires by its TTL): without an owner label, no server's
+            // dead-owner reaping (older ones' included) can take it.
+            spec.labels.remove(owner::labels::OWNER);
+        }
         if agent {
             spec = self.inner.template.with_agent(spec);
         }
@@ -579,11 +676,21 @@ impl SandboxManager {
             let mut state = slot.state.lock().await;
             match &*state {
                 SlotState::Ready(cur) if cur.id == c.id => {
-                    *state = SlotState::Empty;
+                    // A handle's sandbox is its container: gone means the
+                    // handle expired, never a silent fresh one.
+                    *state = if slot.handle.is_some() {
+                        SlotState::Closed
+                    } else {
+                        SlotState::Empty
+                    };
                     self.unreserve_live();
                     removed_by_us = false;
                 }
                 _ => {}
+            }
+            drop(state);
+            if slot.handle.is_some() {
+                self.slots().map.remove(key);
             }
         }
         let _ = self.inner.podman.remove_container(&c.id, true).await;
@@ -644,51 +751,6 @@ impl SandboxManager {
         }
     }
 
-    /// Stops accepting work and removes every container of this instance,
-    /// in parallel. Also sweeps by the instance label, so a container whose
-    /// creation was in flight is not missed.
-    pub async fn shutdown(&self) {
-        let slots: Vec<Arc<Slot>> = {
-            let mut s = self.slots();
-            s.shutting_down = true;
-            s.map.drain().map(|(_, v)| v).collect()
-        };
-        let pool = self.pool().take();
-        let drain_pool = async {
-            if let Some(pool) = pool {
-                pool.stop.cancel();
-                // It finishes the create in flight (if any) and removes it.
-                let _ = pool.filler.await;
-                let mut rx = pool.ready.lock().await;
-                rx.close();
-                let mut waiting = Vec::new();
-                while let Some(c) = rx.recv().await {
-                    waiting.push(c);
-                }
-                let removes = waiting
-                    .iter()
-                    .map(|c| self.inner.podman.remove_container(&c.id, true));
-                futures::future::join_all(removes).await;
-            }
-        };
-        let closes = slots.iter().map(|s| self.close_slot(s, "server shutdown"));
-        tokio::join!(drain_pool, futures::future::join_all(closes));
-        let instance = format!("{}={}", labels::INSTANCE, self.inner.me.instance);
-        let managed = format!("{}=true", labels::MANAGED);
-        match self
-            .inner
-            .podman
-            .list_containers(&[managed.as_str(), instance.as_str()])
-            .await
-        {
-            Ok(list) => {
-                let removes = list.iter().map(|c| self.remove_retrying(&c.id));
-                futures::future::join_all(removes).await;
-            }
-            Err(e) => warn!("shutdown sweep: cannot list containers: {e}"),
-        }
-    }
-
     /// Number of live sandboxes (for logs and tests).
     pub fn len(&self) -> usize {
         self.slots().map.len()
@@ -697,6 +759,15 @@ impl SandboxManager {
     /// True when no sandbox is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Marks a slot used again when the call holding it ends.
+struct TouchOnDrop<'a>(&'a Slot);
+
+impl Drop for TouchOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
     }
 }
 
@@ -726,6 +797,9 @@ mod tests {
                 max_calls_per_sandbox: 2,
                 max_sandboxes: 1,
                 max_queued_per_sandbox: 0,
+                sandbox_ttl: std::time::Duration::from_secs(60),
+                evict_after: std::time::Duration::from_secs(60),
+                handles_survive: true,
             },
         )
     }

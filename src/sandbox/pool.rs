@@ -31,7 +31,7 @@ impl SandboxManager {
                 };
                 // Not raced against `token`: a create dropped mid-request
                 // could still complete in Podman after the shutdown sweep.
-                match this.create(&crate::random_hex(6), "pool").await {
+                match this.create(&crate::random_hex(6), "pool", Vec::new()).await {
                     Ok(c) if token.is_cancelled() => {
                         let _ = this.inner.podman.remove_container(&c.id, true).await;
                         return;

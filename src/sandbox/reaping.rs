@@ -1,6 +1,8 @@
-//! Cleaning up what no sandbox holds: containers left by a server that is
-//! gone (at start-up), and, periodically, this instance's own containers
-//! that no sandbox holds any more (a removal that failed).
+//! Cleaning up what no sandbox holds: session containers left by a server
+//! that is gone (at start-up), and, periodically, this instance's own
+//! containers that no sandbox holds any more (a removal that failed).
+//! Handle containers are never taken here: they outlive their creator and
+//! expire by their TTL (handles.rs).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -55,10 +57,10 @@ impl SandboxManager {
         }
         let mut unknown = HashSet::new();
         for c in list {
-            // Pooled containers belong to the pool until a session takes one.
-            if known.contains(&c.id)
-                || c.labels.get(labels::KIND).map(String::as_str) == Some("pool")
-            {
+            // Pooled containers belong to the pool until a session takes
+            // one; handle containers to their handle's TTL (handles.rs).
+            let kind = c.labels.get(labels::KIND).map(String::as_str);
+            if known.contains(&c.id) || kind == Some("pool") || kind == Some("handle") {
                 continue;
             }
             if suspects.contains(&c.id) {
@@ -94,6 +96,8 @@ impl SandboxManager {
         let stale: Vec<_> = list
             .into_iter()
             .filter(|c| c.labels.get(labels::INSTANCE) != Some(&self.inner.me.instance))
+            // A handle sandbox outlives its creator; its TTL removes it.
+            .filter(|c| c.labels.get(labels::KIND).map(String::as_str) != Some("handle"))
             .filter(|c| {
                 c.labels
                     .get(labels::OWNER)

@@ -1,8 +1,9 @@
 //! Streamable HTTP: the accept loop and the layer in front of rmcp's
 //! service — OAuth discovery answered 404, bearer-token authentication on
 //! every other path and method, 405 for a session-less GET, and the caller's
-//! identity handed to the tools. rmcp itself checks `Host` (DNS rebinding),
-//! `Origin`, Accept and Content-Type.
+//! identity handed to the tools; the legacy SSE paths go to `sse.rs` behind
+//! the same gate. rmcp itself checks `Host` (DNS rebinding), `Origin`,
+//! Accept and Content-Type on /mcp.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,7 +23,8 @@ use tracing::{debug, warn};
 
 use crate::auth::Authenticator;
 use crate::mcp::PodExecServer;
-use crate::mcp::session::SharedSessions;
+use crate::mcp::session::{Sessions, SharedSessions};
+use crate::transport::sse::{MESSAGES_PATH, SSE_PATH, SseHub};
 
 /// The MCP endpoint path.
 pub const MCP_PATH: &str = "/mcp";
@@ -38,11 +40,18 @@ pub async fn serve(
     listener: TcpListener,
     service: McpService,
     auth: Authenticator,
+    sessions: Arc<Sessions>,
+    sse: Option<SseHub>,
     shutdown: CancellationToken,
 ) -> GracefulShutdown {
     let graceful = GracefulShutdown::new();
     let builder = ConnBuilder::new(TokioExecutor::new());
-    let gate = Arc::new(Gate { service, auth });
+    let gate = Arc::new(Gate {
+        service,
+        auth,
+        sessions,
+        sse,
+    });
     loop {
         let (stream, _peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -76,6 +85,9 @@ pub async fn serve(
 struct Gate {
     service: McpService,
     auth: Authenticator,
+    sessions: Arc<Sessions>,
+    /// The legacy SSE transport, when `--sse` is on.
+    sse: Option<SseHub>,
 }
 
 impl Gate {
@@ -99,6 +111,11 @@ impl Gate {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return resp;
         };
+        if let Some(sse) = &self.sse {
+            if path == SSE_PATH || path == MESSAGES_PATH {
+                return sse.route(req, caller).await;
+            }
+        }
         if path != MCP_PATH {
             return plain(
                 StatusCode::NOT_FOUND,
@@ -117,8 +134,23 @@ impl Gate {
             return resp;
         }
         let is_delete = req.method() == Method::DELETE;
+        if is_delete {
+            // rmcp answers 202 for any id; the protocol says 404 for one
+            // that is not (or no longer) a session.
+            let id = req
+                .headers()
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok());
+            if !id.is_some_and(|id| self.sessions.is_open(id)) {
+                return plain(StatusCode::NOT_FOUND, "no such session\n");
+            }
+        }
         // rmcp hands the request's Parts (extensions included) to the tool.
         req.extensions_mut().insert(caller);
+        let req = match check_json(req).await {
+            Ok(req) => req,
+            Err(resp) => return *resp,
+        };
         let mut resp = self.service.handle(req).await;
         // rmcp ends a session with 202; the Python SDKs accept only 200 or
         // 204 and report anything else as a failed termination.
@@ -127,6 +159,53 @@ impl Gate {
         }
         resp
     }
+}
+
+/// rmcp's own body limit.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// A JSON POST whose body does not parse gets a JSON-RPC parse error (400,
+/// -32700) here; rmcp would answer 415 as for a wrong content type. The
+/// body is read (bounded, as rmcp does) and handed on.
+async fn check_json(
+    req: Request<Incoming>,
+) -> Result<Request<BoxBody<Bytes, hyper::Error>>, Box<Response<RespBody>>> {
+    let json = req.method() == Method::POST
+        && req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/json"));
+    if !json {
+        return Ok(req.map(BodyExt::boxed));
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Err(Box::new(plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large\n",
+            )));
+        }
+    };
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+        let body = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {"code": -32700, "message": format!("Parse error: {e}")},
+        })
+        .to_string();
+        let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
+        *resp.status_mut() = StatusCode::BAD_REQUEST;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return Err(Box::new(resp));
+    }
+    let body = Full::new(bytes).map_err(|never| match never {}).boxed();
+    Ok(Request::from_parts(parts, body))
 }
 
 /// RFC 8414 / RFC 9728 / OpenID discovery paths, with or without a

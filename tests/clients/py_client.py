@@ -23,6 +23,16 @@ With MCP_BEARER_TOKEN in the environment, every request carries
 `Authorization: Bearer <token>` the way the SDK documents it (a header on
 its HTTP client); the token is never printed.
 
+--handles (2.x Client, stateless): a one-shot call says so; sandbox_create,
+passing the handle back, sandbox_list, sandbox_destroy; a destroyed, a
+made-up and (PY_CLIENT_TTL_WAIT=seconds) an expired handle get one error.
+With PY_CLIENT_PAUSE_WITH_HANDLE=FILE it prints {"handle_ready": true} after
+the first handle calls and waits for FILE (the test restarts the server).
+--stdio-auto / --stdio-legacy CMD...: launch the server over stdio (2.x
+Client in mode auto, which probes server/discover first, or legacy; 1.x:
+stdio_client + ClientSession).
+--sse URL: the legacy HTTP+SSE transport (1.x sse_client + ClientSession).
+
 --stateless uses the 2.x high-level `mcp.client.client.Client` in its default
 mode ("auto": probe server/discover, fall back to the handshake). Against a
 2026-07-28 server it is stateless: no session, so every call may land in a
@@ -282,14 +292,152 @@ async def run_stateless(url: str) -> dict[str, Any]:
     return summary
 
 
+async def run_handles(url: str) -> dict[str, Any]:
+    """2.x high-level Client (stateless on 2026-07-28): state through handles."""
+    check(MAJOR >= 2, f"--handles needs mcp 2.x, this is {MCP_VERSION}")
+    from mcp.client.client import Client
+
+    summary: dict[str, Any] = {"ok": False, "mcp_version": MCP_VERSION}
+    async with Client(url) as client:
+        summary["protocol_version"] = client.protocol_version
+        tools = sorted(t.name for t in (await client.list_tools()).tools)
+        summary["tools"] = tools
+
+        async def tool(name: str, args: dict[str, Any]) -> dict[str, Any]:
+            return dump(await client.call_tool(name, args))
+
+        def error_of(r: dict[str, Any]) -> str:
+            check(r.get("isError") is True, f"expected a tool error: {r}")
+            return " ".join(c.get("text", "") for c in r.get("content", []))
+
+        r = await tool(TOOL, {"command": "echo x > f.txt; hostname"})
+        sc = r.get("structuredContent") or {}
+        check(sc.get("oneshot") is True, f"a call without handle/session is not marked one-shot: {r}")
+        check("sandbox_create" in (sc.get("note") or ""), f"one-shot note says nothing of sandbox_create: {sc}")
+
+        r = await tool("sandbox_create", {"name": "py-box"})
+        sc = r.get("structuredContent") or {}
+        handle = sc.get("sandbox")
+        check(isinstance(handle, str) and len(handle) >= 32, f"sandbox_create: {r}")
+        check(isinstance(sc.get("ttl_seconds"), int), f"no ttl_seconds: {sc}")
+        sc = (await tool(TOOL, {"command": "echo kept > kept.txt; hostname", "sandbox": handle}))["structuredContent"]
+        h1 = sc["output"].strip()
+        sc = (await tool(TOOL, {"command": "cat kept.txt; hostname", "sandbox": handle}))["structuredContent"]
+        check(sc["output"] == f"kept\n{h1}\n", f"the handle did not reach the same sandbox: {sc}")
+        check(not sc.get("oneshot"), f"a handle call is marked one-shot: {sc}")
+        summary["hostname"] = h1
+        listed = (await tool("sandbox_list", {}))["structuredContent"]["sandboxes"]
+        check(any(s.get("name") == "py-box" for s in listed), f"sandbox_list does not show it: {listed}")
+        summary["listed"] = listed
+        if os.environ.get("PY_CLIENT_PAUSE_WITH_HANDLE"):
+            # The test restarts the server meanwhile and then creates this
+            # file; the handle must still reach the same sandbox.
+            flag = os.environ["PY_CLIENT_PAUSE_WITH_HANDLE"]
+            print(json.dumps({"handle_ready": True}), flush=True)
+            while not os.path.exists(flag):
+                await anyio.sleep(0.1)
+            sc = (await tool(TOOL, {"command": "cat kept.txt; hostname", "sandbox": handle}))["structuredContent"]
+            check(sc["output"] == f"kept\n{h1}\n", f"after the restart: {sc}")
+            summary["after_restart"] = True
+        r = await tool("sandbox_destroy", {"sandbox": handle})
+        check((r.get("structuredContent") or {}).get("destroyed") is True, f"sandbox_destroy: {r}")
+        destroyed = error_of(await tool(TOOL, {"command": "true", "sandbox": handle}))
+        made_up = error_of(await tool(TOOL, {"command": "true", "sandbox": "sbx_" + "0" * 32}))
+        garbage = error_of(await tool(TOOL, {"command": "true", "sandbox": "nonsense"}))
+        check(destroyed == made_up == garbage, f"errors differ: {destroyed!r} / {made_up!r} / {garbage!r}")
+        check("expired or unknown" in destroyed, f"error does not say expired or unknown: {destroyed!r}")
+        summary["error"] = destroyed
+        wait = float(os.environ.get("PY_CLIENT_TTL_WAIT", "0"))
+        if wait > 0:
+            handle2 = (await tool("sandbox_create", {}))["structuredContent"]["sandbox"]
+            await tool(TOOL, {"command": "true", "sandbox": handle2})
+            await anyio.sleep(wait)
+            expired = error_of(await tool(TOOL, {"command": "true", "sandbox": handle2}))
+            check(expired == destroyed, f"expired handle error differs: {expired!r}")
+            summary["expired_same_error"] = True
+        listed = (await tool("sandbox_list", {}))["structuredContent"]["sandboxes"]
+        check(listed == [], f"sandbox_list not empty at the end: {listed}")
+    summary["ok"] = True
+    return summary
+
+
+async def run_stdio(mode: str, command: list[str]) -> dict[str, Any]:
+    """Launches the server over stdio: the 2.x Client (mode auto probes
+    server/discover first; legacy does the handshake) or the 1.x
+    stdio_client + ClientSession."""
+    from mcp.client.stdio import StdioServerParameters
+
+    params = StdioServerParameters(command=command[0], args=command[1:], env=dict(os.environ))
+    summary: dict[str, Any] = {"ok": False, "mcp_version": MCP_VERSION, "mode": mode}
+    if MAJOR >= 2:
+        from mcp.client.client import Client
+
+        async with Client(params, mode=mode) as client:
+            summary["protocol_version"] = client.protocol_version
+
+            async def sh(cmd: str, **extra: Any) -> dict[str, Any]:
+                r = dump(await client.call_tool(TOOL, {"command": cmd, **extra}))
+                check(not r.get("isError"), f"{cmd!r}: {r}")
+                return r["structuredContent"]
+
+            h1 = (await sh("echo s > s.txt; hostname"))["output"].strip()
+            sc = await sh("cat s.txt; hostname")
+            check(sc["output"] == f"s\n{h1}\n", f"stdio calls did not share a sandbox: {sc}")
+            handle = dump(await client.call_tool("sandbox_create", {}))["structuredContent"]["sandbox"]
+            hb = (await sh("hostname", sandbox=handle))["output"].strip()
+            check(hb != h1, "the handle sandbox is the session's")
+            summary["hostname"] = h1
+            summary["handle_hostname"] = hb
+    else:
+        from mcp.client.stdio import stdio_client
+
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                init = dump(await session.initialize())
+                summary["protocol_version"] = init.get("protocolVersion")
+                h1 = (await call_ok(session, "echo s > s.txt; hostname"))["output"].strip()
+                sc = await call_ok(session, "cat s.txt; hostname")
+                check(sc["output"] == f"s\n{h1}\n", f"stdio calls did not share a sandbox: {sc}")
+                summary["hostname"] = h1
+    summary["ok"] = True
+    return summary
+
+
+async def run_sse(url: str) -> dict[str, Any]:
+    """The legacy HTTP+SSE transport with the SDK's sse_client (1.x)."""
+    from mcp.client.sse import sse_client
+
+    summary: dict[str, Any] = {"ok": False, "mcp_version": MCP_VERSION}
+    async with sse_client(url, headers=auth_headers()) as (read, write):
+        async with ClientSession(read, write) as session:
+            init = dump(await session.initialize())
+            summary["protocol_version"] = init.get("protocolVersion")
+            tools = sorted(t["name"] for t in dump(await session.list_tools())["tools"])
+            summary["tools"] = tools
+            h1 = (await call_ok(session, "echo e > e.txt; hostname"))["output"].strip()
+            sc = await call_ok(session, "cat e.txt; hostname")
+            check(sc["output"] == f"e\n{h1}\n", f"SSE calls did not share a sandbox: {sc}")
+            summary["hostname"] = h1
+    summary["ok"] = True
+    return summary
+
+
 def main() -> int:
     args = sys.argv[1:]
     mode = "session"
-    if args[:1] in (["--stateless"], ["--big-output"]):
+    if args[:1] in (["--stateless"], ["--big-output"], ["--handles"], ["--sse"]):
         mode = args[0][2:]
         args = args[1:]
+    elif args[:1] in (["--stdio-auto"], ["--stdio-legacy"]):
+        # The rest is the server's command line.
+        mode = args[0][2:]
+        args = [json.dumps(args[1:])]
     if len(args) != 1:
-        print("usage: py_client.py [--stateless | --big-output] URL", file=sys.stderr)
+        print(
+            "usage: py_client.py [--stateless | --big-output | --handles | --sse] URL\n"
+            "       py_client.py --stdio-auto|--stdio-legacy SERVER_COMMAND...",
+            file=sys.stderr,
+        )
         return 2
     try:
         summary = anyio.run(_with_timeout, args[0], mode)
@@ -310,8 +458,15 @@ def main() -> int:
 
 
 async def _with_timeout(url: str, mode: str) -> dict[str, Any]:
-    runner = {"stateless": run_stateless, "big-output": run_big_output}.get(mode, run)
     with anyio.fail_after(OVERALL_TIMEOUT_S):
+        if mode.startswith("stdio-"):
+            return await run_stdio(mode.removeprefix("stdio-"), json.loads(url))
+        runner = {
+            "stateless": run_stateless,
+            "big-output": run_big_output,
+            "handles": run_handles,
+            "sse": run_sse,
+        }.get(mode, run)
         return await runner(url)
 
 

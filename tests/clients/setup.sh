@@ -5,6 +5,8 @@
 #   tests/clients/.venv-mcp2   Python SDK "mcp>=2" (2.x)
 #   tests/clients/node_modules @modelcontextprotocol/inspector (pinned in
 #                              package.json / package-lock.json)
+#   tests/clients/inspector2/node_modules  the Inspector 2.x and Node 22
+#                              (npm `node` package), pinned likewise
 # Idempotent: each install is skipped when already present at the right
 # version, so a second run takes seconds. All output goes to stderr.
 set -euo pipefail
@@ -56,5 +58,16 @@ else
     npm install --no-audit --no-fund --loglevel=error || fail "npm install failed"
   fi
   [ -x node_modules/.bin/mcp-inspector ] || fail "node_modules/.bin/mcp-inspector missing after npm install"
+fi
+# The Inspector 2.x (protocol eras legacy/modern) needs Node >= 22.19,
+# which the npm `node` package provides next to it (the system node stays).
+want2=$(node -p 'require("./inspector2/package.json").dependencies["@modelcontextprotocol/inspector"]')
+have2=$(node -p 'try { require("./inspector2/node_modules/@modelcontextprotocol/inspector/package.json").version } catch { "" }')
+if [ "$have2" = "$want2" ] && [ -x inspector2/node_modules/.bin/mcp-inspector ] && [ -x inspector2/node_modules/.bin/node ]; then
+  echo "inspector2/node_modules: @modelcontextprotocol/inspector $have2 already installed"
+else
+  echo "inspector2/node_modules: installing @modelcontextprotocol/inspector $want2 and node 22"
+  (cd inspector2 && npm ci --no-audit --no-fund --loglevel=error) || fail "npm ci in inspector2 failed"
+  [ -x inspector2/node_modules/.bin/mcp-inspector ] || fail "inspector2: mcp-inspector missing after npm ci"
 fi
 echo "MCP test clients ready"
