@@ -76,6 +76,9 @@ async fn user_profile_gives_working_git_tools() {
             "execute_git",
             "execute_jq",
             "execute_nosuchcli",
+            "sandbox_create",
+            "sandbox_destroy",
+            "sandbox_list",
             "shell_exec"
         ]
     );
@@ -116,6 +119,32 @@ async fn user_profile_gives_working_git_tools() {
     assert!(rv != 0 && out.contains("/nonexistent"), "{out}");
     let (out, rv, _) = ran(&c, "execute_jq", "-n '[1,2,3] | add'").await;
     assert_eq!((out.as_str(), rv), ("6\n", 0));
+    // With a handle, the tool runs in that sandbox, not the session's.
+    let r = tool(&c, "sandbox_create", serde_json::json!({"name": "git"})).await;
+    let h = r.structured_content.expect("structured")["sandbox"]
+        .as_str()
+        .expect("handle")
+        .to_owned();
+    let r = tool(
+        &c,
+        "execute_git",
+        serde_json::json!({"command": "init -q /work/in-handle", "sandbox": h}),
+    )
+    .await;
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    let r = tool(
+        &c,
+        "shell_exec",
+        serde_json::json!({"command": "test -d /work/in-handle/.git && echo there", "sandbox": h}),
+    )
+    .await;
+    assert_eq!(
+        r.structured_content.expect("structured")["output"],
+        "there\n"
+    );
+    let r = run(&c, "test -d /work/in-handle || echo not-here").await;
+    assert_eq!(r.output, "not-here\n");
+    tool(&c, "sandbox_destroy", serde_json::json!({"sandbox": h})).await;
 
     let r = tool(&c, "describe_git", serde_json::json!({"command": "commit"})).await;
     let v = r.structured_content.expect("structured");
@@ -173,8 +202,17 @@ async fn no_profile_no_tools_and_permissive_passes_the_line() {
     let plain = server::start(&[]);
     let c = connect(&plain.url).await;
     let tools = c.list_all_tools().await.expect("tools/list");
-    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
-    assert_eq!(names, ["shell_exec"]);
+    let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "sandbox_create",
+            "sandbox_destroy",
+            "sandbox_list",
+            "shell_exec"
+        ]
+    );
     let prompts = c.list_all_prompts().await.expect("prompts/list");
     let names: Vec<&str> = prompts.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
