@@ -81,15 +81,15 @@ fn own_caller(test: &str) -> (std::path::PathBuf, String) {
     (file, format!("{token}{}", "0".repeat(24)))
 }
 
-/// Waits until Podman answers promptly again: right after a server is
-/// killed (and on this shared machine) it can take longer than the next
-/// server's 1.5 s start-up check allows.
+/// Waits until Podman answers a ping promptly again: right after a server
+/// is killed (and on this shared machine) it can take longer than the next
+/// server's 1.5 s start-up ping allows.
 async fn podman_settled(podman: &PodmanClient) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let t = std::time::Instant::now();
-        let ok = podman.version().await.is_ok();
-        if ok && t.elapsed() < Duration::from_millis(300) {
+        let ok = podman.ping().await.is_ok();
+        if ok && t.elapsed() < Duration::from_millis(500) {
             return;
         }
         assert!(

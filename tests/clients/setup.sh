@@ -67,7 +67,10 @@ if [ "$have2" = "$want2" ] && [ -x inspector2/node_modules/.bin/mcp-inspector ] 
   echo "inspector2/node_modules: @modelcontextprotocol/inspector $have2 already installed"
 else
   echo "inspector2/node_modules: installing @modelcontextprotocol/inspector $want2 and node 22"
-  (cd inspector2 && npm ci --no-audit --no-fund --loglevel=error) || fail "npm ci in inspector2 failed"
+  # `npm install`, not `npm ci`: the lock is used either way, but npm ci's
+  # sync check refuses it (vite's Windows-only optional dependency
+  # napi-windows-process-start-time has no entry), on a fresh machine.
+  (cd inspector2 && npm install --no-audit --no-fund --loglevel=error) || fail "npm install in inspector2 failed"
   [ -x inspector2/node_modules/.bin/mcp-inspector ] || fail "inspector2: mcp-inspector missing after npm ci"
 fi
 echo "MCP test clients ready"
