@@ -13,7 +13,7 @@ use bytes::Bytes;
 use clap::Parser;
 
 use crate::config::BuildImageArgs;
-use crate::podman::{BuildOptions, PodmanClient};
+use crate::podman::BuildOptions;
 
 /// The build context: every file under `images/`, embedded at compile time
 /// (a unit test checks that none is missing).
@@ -64,7 +64,10 @@ pub async fn cli(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 /// The build itself; `Err` is the one line to show.
 async fn run(args: &BuildImageArgs) -> Result<String, String> {
     let endpoint = args.endpoint().map_err(|e| e.to_string())?;
-    let podman = PodmanClient::new(endpoint.clone());
+    // For ssh://, `_forward` keeps the forward up until the build ends.
+    let (podman, _forward) = crate::podman::ssh::connect(endpoint.clone(), &args.ssh.options())
+        .await
+        .map_err(|e| e.to_string())?;
     podman
         .ping()
         .await
