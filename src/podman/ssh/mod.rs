@@ -8,7 +8,6 @@
 //! ssh config, agent, known_hosts and keys behave exactly as with `podman
 //! --remote`.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +19,13 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+mod error;
+mod target;
+
+pub use error::SshError;
+use error::classify;
+pub use target::SshTarget;
 
 use super::{Endpoint, PodmanClient};
 
@@ -39,116 +45,6 @@ const LINE_MAX: usize = 300;
 /// sockaddr_un's path limit, less the terminating NUL.
 const SUN_PATH_MAX: usize = 107;
 
-/// `ssh://[user@]host[:port]/path/to/podman.sock`
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SshTarget {
-    /// Remote user; ssh's default (config, then the local user) if absent.
-    pub user: Option<String>,
-    /// Host name or address (IPv6 without brackets).
-    pub host: String,
-    /// Port; ssh's default (config, then 22) if absent.
-    pub port: Option<u16>,
-    /// The Podman socket on the remote host (absolute).
-    pub path: String,
-}
-
-impl SshTarget {
-    /// Parses what follows `ssh://`; `Err` is the reason, for one line.
-    pub(super) fn parse(rest: &str) -> Result<Self, &'static str> {
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        if path.len() < 2 {
-            return Err("the remote socket's path is missing");
-        }
-        if path.contains(':') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err("the socket path may not contain ':', spaces or control characters");
-        }
-        if path.contains('?') || path.contains('#') {
-            return Err("query parameters are not supported");
-        }
-        let (user, hostport) = match authority.split_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
-        };
-        if let Some(u) = user {
-            let ok = !u.is_empty()
-                && !u.starts_with('-')
-                && u.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-            if !ok {
-                return Err("bad user name");
-            }
-        }
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').ok_or("unclosed '[' in the host")?;
-            if h.is_empty()
-                || !h
-                    .chars()
-                    .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
-            {
-                return Err("bad IPv6 address");
-            }
-            let port = match after {
-                "" => None,
-                p => Some(p.strip_prefix(':').ok_or("bad port")?),
-            };
-            (h, port)
-        } else {
-            match hostport.split_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (hostport, None),
-            }
-        };
-        let host_ok = !host.is_empty()
-            && !host.starts_with('-')
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c));
-        if !host_ok {
-            return Err("bad host");
-        }
-        let port = match port {
-            None => None,
-            Some(p) => match p.parse::<u16>() {
-                Ok(n) if n != 0 => Some(n),
-                _ => return Err("bad port"),
-            },
-        };
-        Ok(SshTarget {
-            user: user.map(str::to_owned),
-            host: host.to_owned(),
-            port,
-            path: path.to_owned(),
-        })
-    }
-
-    /// `user@host:port`, for messages.
-    fn destination(&self) -> String {
-        let mut s = String::new();
-        if let Some(u) = &self.user {
-            s.push_str(u);
-            s.push('@');
-        }
-        if self.host.contains(':') {
-            s.push_str(&format!("[{}]", self.host));
-        } else {
-            s.push_str(&self.host);
-        }
-        if let Some(p) = self.port {
-            s.push_str(&format!(":{p}"));
-        }
-        s
-    }
-}
-
-impl fmt::Display for SshTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ssh://{}{}", self.destination(), self.path)
-    }
-}
-
 /// How to run ssh; from CONTAINER_SSHKEY and POD_EXEC_SSH_* (config.rs).
 #[derive(Debug, Clone, Default)]
 pub struct SshOptions {
@@ -160,92 +56,6 @@ pub struct SshOptions {
     pub insecure_host_key: bool,
     /// The ssh program; `ssh` from PATH when `None`.
     pub program: Option<PathBuf>,
-}
-
-/// Why the forward could not be set up; each is one line a user can act on.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SshError {
-    /// No ssh client to run.
-    #[error(
-        "{target}: the ssh client `{program}` was not found (CONTAINER_HOST=ssh:// runs the \
-         system's ssh; install openssh-client)"
-    )]
-    MissingClient {
-        /// The endpoint.
-        target: SshTarget,
-        /// What was looked for.
-        program: String,
-    },
-    /// CONTAINER_SSHKEY names no readable file.
-    #[error("{target}: CONTAINER_SSHKEY={}: {source}", key.display())]
-    Key {
-        /// The endpoint.
-        target: SshTarget,
-        /// The key file.
-        key: PathBuf,
-        /// Why it cannot be read.
-        source: std::io::Error,
-    },
-    /// The server refused every key offered.
-    #[error(
-        "{target}: the ssh server refused the key ({detail}); {}",
-        match key { Some(k) => format!("CONTAINER_SSHKEY={} is not authorized for that user", k.display()),
-                    None => "set CONTAINER_SSHKEY to a key in the remote user's authorized_keys (no agent or default key was accepted)".to_owned() }
-    )]
-    KeyRejected {
-        /// The endpoint.
-        target: SshTarget,
-        /// The key offered, if one was given.
-        key: Option<PathBuf>,
-        /// ssh's line.
-        detail: String,
-    },
-    /// The host key is unknown or has changed.
-    #[error(
-        "{target}: the host key could not be verified ({detail}); add it to known_hosts \
-         (ssh-keyscan{} {} >> ~/.ssh/known_hosts, or POD_EXEC_SSH_KNOWN_HOSTS=FILE) after \
-         checking it, or set POD_EXEC_SSH_INSECURE_HOST_KEY=1 to skip the check",
-        target.port.map(|p| format!(" -p {p}")).unwrap_or_default(), target.host
-    )]
-    HostKey {
-        /// The endpoint.
-        target: SshTarget,
-        /// ssh's line.
-        detail: String,
-    },
-    /// Nothing listens for ssh there.
-    #[error("{target}: the host refused the ssh connection ({detail})")]
-    Refused {
-        /// The endpoint.
-        target: SshTarget,
-        /// ssh's line.
-        detail: String,
-    },
-    /// ssh failed otherwise.
-    #[error("{target}: ssh failed: {detail}")]
-    Failed {
-        /// The endpoint.
-        target: SshTarget,
-        /// ssh's last line, or its exit status.
-        detail: String,
-    },
-    /// ssh ran but the forward did not come up in time.
-    #[error("{target}: the ssh forward was not up within {}s", READY_TIMEOUT.as_secs())]
-    Timeout {
-        /// The endpoint.
-        target: SshTarget,
-    },
-    /// The private local socket cannot be made.
-    #[error("{target}: cannot create the local socket directory {}: {source}", dir.display())]
-    LocalDir {
-        /// The endpoint.
-        target: SshTarget,
-        /// The directory.
-        dir: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
 }
 
 /// A running forward: the remote socket reachable at [`Self::local_socket`].
@@ -545,46 +355,6 @@ async fn spawn_ready(spec: &Spec, cancel: &CancellationToken) -> Result<Running,
     }
 }
 
-/// The one line for a failed ssh, from what it printed.
-fn classify(spec: &Spec, stderr: &str, status: &str) -> SshError {
-    let target = spec.target.clone();
-    let lines: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '@'))
-        .collect();
-    let find = |pat: &str| {
-        lines
-            .iter()
-            .find(|l| l.contains(pat))
-            .map(|l| (*l).to_owned())
-    };
-    if let Some(l) = find("REMOTE HOST IDENTIFICATION HAS CHANGED") {
-        return SshError::HostKey { target, detail: l };
-    }
-    if let Some(l) = find("host key is known").or_else(|| find("Host key verification failed")) {
-        return SshError::HostKey { target, detail: l };
-    }
-    if let Some(l) = find("Permission denied") {
-        return SshError::KeyRejected {
-            target,
-            key: spec.opts.key.clone(),
-            detail: l,
-        };
-    }
-    if let Some(l) = find("Connection refused") {
-        return SshError::Refused { target, detail: l };
-    }
-    let detail = lines
-        .iter()
-        .rev()
-        .find(|l| !l.starts_with("Warning:"))
-        .or(lines.last())
-        .map(|l| (*l).to_owned())
-        .unwrap_or_else(|| format!("ssh exited ({status})"));
-    SshError::Failed { target, detail }
-}
-
 /// Keeps the tail of ssh's stderr (bounded) and, once the forward is up,
 /// logs each line: ssh then only speaks about trouble (LogLevel=ERROR), e.g. a
 /// remote socket that refuses connections.
@@ -677,97 +447,15 @@ async fn supervise(spec: Arc<Spec>, mut running: Running, cancel: CancellationTo
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> Result<SshTarget, &'static str> {
-        SshTarget::parse(s.strip_prefix("ssh://").unwrap())
-    }
-
-    #[test]
-    fn forms_podman_accepts() {
-        let t = parse("ssh://core@host.example:2222/run/podman/podman.sock").unwrap();
-        assert_eq!(t.user.as_deref(), Some("core"));
-        assert_eq!(t.host, "host.example");
-        assert_eq!(t.port, Some(2222));
-        assert_eq!(t.path, "/run/podman/podman.sock");
-        let t = parse("ssh://h/run/user/1000/podman/podman.sock").unwrap();
-        assert_eq!((t.user, t.port), (None, None));
-        let t = parse("ssh://root@[::1]:22/p.sock").unwrap();
-        assert_eq!(t.host, "::1");
-        assert_eq!(t.to_string(), "ssh://root@[::1]:22/p.sock");
-    }
-
-    #[test]
-    fn bad_forms_say_why() {
-        for (s, why) in [
-            ("ssh://core@host", "path"),
-            ("ssh://core@host/", "path"),
-            ("ssh://-oProxyCommand=x/p", "host"),
-            ("ssh://-l@h/p", "user"),
-            ("ssh://u@h:0/p", "port"),
-            ("ssh://u@h:x/p", "port"),
-            ("ssh://u@[::1/p", "'['"),
-            ("ssh://u@h/a:b", "':'"),
-            ("ssh://u@h/a b", "':'"),
-            ("ssh://u@h/p?secure=true", "query"),
-            ("ssh://@h/p", "user"),
-        ] {
-            let e = parse(s).unwrap_err();
-            assert!(e.contains(why), "{s}: {e}");
-        }
-    }
-
     fn spec(key: Option<&str>) -> Spec {
         Spec {
-            target: parse("ssh://root@127.0.0.1:2222/run/podman/podman.sock").unwrap(),
+            target: SshTarget::parse("root@127.0.0.1:2222/run/podman/podman.sock").unwrap(),
             opts: SshOptions {
                 key: key.map(PathBuf::from),
                 ..Default::default()
             },
             local: PathBuf::from("/tmp/x.sock"),
         }
-    }
-
-    // What OpenSSH 9.2 prints for each failure (recorded here).
-    #[test]
-    fn classify_ssh_messages() {
-        let s = spec(Some("/k"));
-        let e = classify(
-            &s,
-            "root@127.0.0.1: Permission denied (publickey).\r\n",
-            "exit status: 255",
-        );
-        assert!(matches!(e, SshError::KeyRejected { .. }), "{e}");
-        assert!(e.to_string().contains("CONTAINER_SSHKEY=/k"), "{e}");
-        let e = classify(
-            &s,
-            "No ED25519 host key is known for [127.0.0.1]:2222 and you have requested strict checking.\nHost key verification failed.\n",
-            "exit status: 255",
-        );
-        assert!(matches!(e, SshError::HostKey { .. }), "{e}");
-        assert!(
-            e.to_string().contains("ssh-keyscan -p 2222 127.0.0.1"),
-            "{e}"
-        );
-        let e = classify(
-            &s,
-            "ssh: connect to host 127.0.0.1 port 2222: Connection refused\n",
-            "exit status: 255",
-        );
-        assert!(matches!(e, SshError::Refused { .. }), "{e}");
-        let e = classify(&s, "", "exit status: 255");
-        assert!(e.to_string().contains("exit status: 255"), "{e}");
-        let e = classify(&s, "Warning: x\nssh: Could not resolve hostname h\n", "255");
-        assert!(
-            e.to_string()
-                .ends_with("ssh failed: ssh: Could not resolve hostname h"),
-            "{e}"
-        );
-        let e = classify(
-            &spec(None),
-            "u@h: Permission denied (publickey).\n",
-            "exit status: 255",
-        );
-        assert!(e.to_string().contains("set CONTAINER_SSHKEY"), "{e}");
-        assert_eq!(e.to_string().lines().count(), 1);
     }
 
     #[test]
