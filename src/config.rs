@@ -591,9 +591,21 @@ pub struct BuildImageArgs {
     #[command(flatten)]
     pub ssh: SshArgs,
 
-    /// Tag of the image built (the server's POD_EXEC_IMAGE default).
-    #[arg(long, default_value = "localhost/pod_exec_mcp_base:latest")]
-    pub tag: String,
+    /// Tag of the image built (default: the server's POD_EXEC_IMAGE
+    /// default, or localhost/pod_exec_mcp_k8s:latest with --profile k8s).
+    #[arg(long)]
+    pub tag: Option<String>,
+
+    /// Which image: `session` (images/Containerfile) or `k8s` (the session
+    /// image plus the Kubernetes CLIs from --bin-dir; images/k8s/).
+    #[arg(long, default_value = "session", value_parser = ["session", "k8s"])]
+    pub profile: String,
+
+    /// With --profile k8s: a directory of static binaries (kubectl, and
+    /// helm, istioctl, argocd when there) copied to /usr/local/bin;
+    /// images/k8s/build.sh gathers them into target/k8s-image/context/bin.
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
 
     /// Base image (the Containerfile's BASE argument); it must be present
     /// in that Podman or pullable by it.
