@@ -22,11 +22,16 @@ pub struct Config {
     #[arg(long, env = "MCP_PORT", default_value_t = 8000)]
     pub port: u16,
 
-    /// Podman API address: unix:///path/podman.sock or tcp://host:port.
-    /// Default: $XDG_RUNTIME_DIR/podman/podman.sock if it exists, else
+    /// Podman API address: unix:///path/podman.sock, tcp://host:port or
+    /// ssh://user@host[:port]/path/podman.sock. Default:
+    /// $XDG_RUNTIME_DIR/podman/podman.sock if it exists, else
     /// /run/podman/podman.sock.
     #[arg(long, env = "CONTAINER_HOST")]
     pub container_host: Option<String>,
+
+    /// How ssh:// endpoints are reached.
+    #[command(flatten)]
+    pub ssh: SshArgs,
 
     /// Image each session's container runs.
     #[arg(
@@ -556,6 +561,48 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is not a size (e.g. 512m, 2g, 1048576)"))
 }
 
+// ---- ssh:// endpoints (issue 10) ---------------------------------------------
+
+/// Options for a CONTAINER_HOST=ssh://... endpoint, which the system's ssh
+/// client forwards (podman's remote client reads the same CONTAINER_SSHKEY).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SshArgs {
+    /// Private key for ssh:// (only this key is offered); default: the ssh
+    /// agent and ssh's default keys.
+    #[arg(
+        long = "container-sshkey",
+        env = "CONTAINER_SSHKEY",
+        value_name = "FILE"
+    )]
+    pub key: Option<PathBuf>,
+
+    /// known_hosts file for ssh:// host keys (default: ssh's own,
+    /// ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts).
+    #[arg(
+        long = "ssh-known-hosts",
+        env = "POD_EXEC_SSH_KNOWN_HOSTS",
+        value_name = "FILE"
+    )]
+    pub known_hosts: Option<PathBuf>,
+
+    /// Accept any ssh host key (a warning is logged): only for hosts whose
+    /// key cannot be known in advance, on a network you trust.
+    #[arg(long = "ssh-insecure-host-key", env = "POD_EXEC_SSH_INSECURE_HOST_KEY", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    pub insecure_host_key: bool,
+}
+
+impl SshArgs {
+    /// What the ssh forward runs with.
+    pub fn options(&self) -> crate::podman::ssh::SshOptions {
+        crate::podman::ssh::SshOptions {
+            key: self.key.clone(),
+            known_hosts: self.known_hosts.clone(),
+            insecure_host_key: self.insecure_host_key,
+            program: None,
+        }
+    }
+}
+
 // ---- `pod_exec_mcp build-image` (issue 10) -----------------------------------
 
 /// `pod_exec_mcp build-image` (also `pod_exec_mcp_build`): builds the
@@ -568,14 +615,30 @@ fn parse_size(s: &str) -> Result<u64, String> {
     about = "Build the session image through the Podman API (no podman CLI needed)"
 )]
 pub struct BuildImageArgs {
-    /// Podman API address: unix:///path/podman.sock or tcp://host:port
-    /// (default as for the server).
+    /// Podman API address: unix:///path/podman.sock, tcp://host:port or
+    /// ssh://user@host[:port]/path/podman.sock (default as for the server).
     #[arg(long, env = "CONTAINER_HOST")]
     pub container_host: Option<String>,
 
-    /// Tag of the image built (the server's POD_EXEC_IMAGE default).
-    #[arg(long, default_value = "localhost/pod_exec_mcp_base:latest")]
-    pub tag: String,
+    /// How ssh:// endpoints are reached.
+    #[command(flatten)]
+    pub ssh: SshArgs,
+
+    /// Tag of the image built (default: the server's POD_EXEC_IMAGE
+    /// default, or localhost/pod_exec_mcp_k8s:latest with --profile k8s).
+    #[arg(long)]
+    pub tag: Option<String>,
+
+    /// Which image: `session` (images/Containerfile) or `k8s` (the session
+    /// image plus the Kubernetes CLIs from --bin-dir; images/k8s/).
+    #[arg(long, default_value = "session", value_parser = ["session", "k8s"])]
+    pub profile: String,
+
+    /// With --profile k8s: a directory of static binaries (kubectl, and
+    /// helm, istioctl, argocd when there) copied to /usr/local/bin;
+    /// images/k8s/build.sh gathers them into target/k8s-image/context/bin.
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
 
     /// Base image (the Containerfile's BASE argument); it must be present
     /// in that Podman or pullable by it.

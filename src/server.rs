@@ -38,6 +38,9 @@ pub enum StartupError {
     /// CONTAINER_HOST is malformed.
     #[error("{0}")]
     Endpoint(#[from] EndpointError),
+    /// The ssh:// forward could not be set up.
+    #[error("{0}")]
+    Ssh(#[from] Box<crate::podman::ssh::SshError>),
     /// The token configuration is unusable.
     #[error("{0}")]
     Auth(#[from] AuthConfigError),
@@ -112,6 +115,8 @@ pub struct Server {
     audit: Option<AuditLog>,
     config: Config,
     profiles: crate::profiles::Profiles,
+    /// The ssh:// forward the Podman client dials, kept until shutdown.
+    forward: Option<crate::podman::ssh::SshForward>,
 }
 
 impl Server {
@@ -161,7 +166,10 @@ impl Server {
             )
         };
 
-        let podman = PodmanClient::new(endpoint.clone());
+        let (podman, forward) =
+            crate::podman::ssh::connect(endpoint.clone(), &config.ssh.options())
+                .await
+                .map_err(Box::new)?;
         let quick = podman.clone().with_call_timeout(STARTUP_CHECK_TIMEOUT);
         // Reachability within the short budget; once Podman answers, the
         // checks below get the normal one: version and info run conmon and
@@ -259,6 +267,7 @@ impl Server {
             audit,
             config,
             profiles,
+            forward,
         })
     }
 
@@ -282,6 +291,7 @@ impl Server {
             audit,
             config,
             profiles,
+            forward,
         } = self;
 
         // What a crashed predecessor left behind goes, without delaying
@@ -379,6 +389,9 @@ impl Server {
             .is_err()
         {
             warn!("shutdown did not finish within {SHUTDOWN_BUDGET:?}");
+        }
+        if let Some(forward) = forward {
+            forward.close().await;
         }
         info!(ms = t.elapsed().as_millis() as u64, "stopped");
     }

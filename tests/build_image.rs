@@ -185,3 +185,88 @@ async fn a_failing_run_exits_non_zero_with_podmans_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("expected KEY=VALUE"));
 }
+
+/// Where images/k8s/build.sh leaves the Kubernetes CLIs it gathered.
+fn k8s_bin_dir() -> PathBuf {
+    let dir = std::env::var_os("POD_EXEC_K8S_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/k8s-image"))
+        .join("context/bin");
+    assert!(
+        dir.join("kubectl").is_file(),
+        "{} has no kubectl: run images/k8s/build.sh (tests/run.sh does) first",
+        dir.display()
+    );
+    dir
+}
+
+#[tokio::test]
+async fn k8s_profile_builds_the_k8s_image_from_a_bin_dir() {
+    let podman = live_podman().await;
+    let bins = k8s_bin_dir();
+    let (dir, bin) = installed_copy(env!("CARGO_BIN_EXE_pod_exec_mcp"));
+    let tag = format!("localhost/{}:test", unique("pem-build-k8s"));
+    let _guard = ImageGuard(tag.clone());
+    let base = common::image();
+
+    let bins_s = bins.to_str().expect("utf-8");
+    let out = run_in(
+        &dir,
+        &bin,
+        &[
+            "build-image",
+            "--profile",
+            "k8s",
+            "--bin-dir",
+            bins_s,
+            "--base",
+            &base,
+            "--tag",
+            &tag,
+        ],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "build failed: {stderr}\n{stdout}");
+    assert!(stdout.contains(&format!("FROM {base}")), "{stdout}");
+    assert!(stderr.contains(&format!("built {tag}")), "{stderr}");
+
+    let mut spec = sandbox_spec("build-image-k8s");
+    spec.image = tag.clone();
+    let c = create(&podman, &spec).await;
+    podman.start_container(&c.id).await.expect("start");
+    let mut script = String::from("kubectl version --client >/dev/null && echo kubectl-ok;");
+    for t in ["helm", "istioctl", "argocd"] {
+        if bins.join(t).is_file() {
+            script.push_str(&format!(" command -v {t} >/dev/null && echo {t}-ok;"));
+        }
+    }
+    let r = sh(&podman, &c.id, &script).await;
+    let got = text(&r.stream(pod_exec_mcp::podman::StreamKind::Stdout));
+    assert!(got.starts_with("kubectl-ok\n"), "{got}");
+    assert_eq!(got.lines().count(), script.matches("-ok;").count(), "{got}");
+    drop(c);
+
+    // Without --bin-dir, or one with no kubectl: one line, exit 1.
+    let out = run_in(&dir, &bin, &["build-image", "--profile", "k8s"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("--profile k8s needs --bin-dir"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let empty = dir.join("empty-bin");
+    std::fs::create_dir_all(&empty).expect("dir");
+    let out = run_in(
+        &dir,
+        &bin,
+        &[
+            "build-image",
+            "--profile",
+            "k8s",
+            "--bin-dir",
+            empty.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("has no kubectl"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}

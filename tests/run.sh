@@ -36,6 +36,9 @@ managed() {
 mkdir -p target
 managed >target/managed-before.txt 2>/dev/null || : >target/managed-before.txt
 
+step "OpenSSH for the ssh:// test (tests/ssh-env.sh; installs openssh-server if missing)"
+tests/ssh-env.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -1,8 +1,10 @@
 //! The server as its users deploy it: in a container, talking to the host's
 //! Podman through a mounted socket, with no podman binary inside. The image
-//! is built through the project's own client (`build_image`) from the test
-//! build of the binary on the debootstrapped base — the same runtime layout
-//! as the Dockerfile's last stage (whose Rust build stage needs a registry).
+//! is built from the repository's Dockerfile through the project's own
+//! client (`build_image`): its `prebuilt` target on the debootstrapped base
+//! with the test build of the binary (the default target's cargo stage
+//! needs a Rust image from a registry). It runs as uid 10001, has no
+//! podman, and needs `--user 0` for the rootful socket (0600 root).
 
 mod common;
 
@@ -19,19 +21,15 @@ use rmcp::ServiceExt;
 const BASE: &str = "localhost/debian-bootstrap:bookworm";
 const IMAGE: &str = "localhost/pod-exec-mcp-server-test:latest";
 
-/// A tar context: the binary and a Containerfile like the Dockerfile's
-/// runtime stage.
+/// A tar context: the repository's Dockerfile and the test build of the
+/// binary, which its `prebuilt` stage copies in (PREBUILT).
 fn context() -> Bytes {
     let binary = std::fs::read(env!("CARGO_BIN_EXE_pod_exec_mcp")).expect("read the test binary");
-    let containerfile = format!(
-        "FROM {BASE}\n\
-         COPY pod_exec_mcp /usr/local/bin/pod_exec_mcp\n\
-         ENV MCP_HOST=0.0.0.0 MCP_PORT=8000\n\
-         ENTRYPOINT [\"/usr/local/bin/pod_exec_mcp\"]\n"
-    );
+    let dockerfile = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile"))
+        .expect("read the Dockerfile");
     let mut tar = tar::Builder::new(Vec::new());
     for (name, data, mode) in [
-        ("Containerfile", containerfile.into_bytes(), 0o644),
+        ("Dockerfile", dockerfile, 0o644),
         ("pod_exec_mcp", binary, 0o755),
     ] {
         let mut header = tar::Header::new_gnu();
@@ -42,6 +40,28 @@ fn context() -> Bytes {
             .expect("tar entry");
     }
     Bytes::from(tar.into_inner().expect("tar"))
+}
+
+/// Builds the Dockerfile's `prebuilt` target (local base image, the test
+/// binary) as `tag`, through the libpod build endpoint.
+async fn build_server_image(podman: &PodmanClient, tag: &str) {
+    let report = podman
+        .build_image(
+            context(),
+            &BuildOptions {
+                tag: tag.into(),
+                dockerfile: "Dockerfile".into(),
+                build_args: BTreeMap::from([
+                    ("BASE_IMAGE".to_owned(), BASE.to_owned()),
+                    ("PREBUILT".to_owned(), "pod_exec_mcp".to_owned()),
+                ]),
+                target: Some("prebuilt".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("build the server image from the Dockerfile: {e}"));
+    assert!(report.image_id.is_some(), "{report:?}");
 }
 
 fn free_port() -> u16 {
@@ -120,19 +140,41 @@ async fn server_in_a_container_with_the_host_socket_mounted() {
         panic!("this test mounts a unix:// CONTAINER_HOST into the server container");
     };
 
-    let report = podman
-        .build_image(
-            context(),
-            &BuildOptions {
-                tag: IMAGE.into(),
-                dockerfile: "Containerfile".into(),
-                build_args: BTreeMap::new(),
-                labels: BTreeMap::new(),
-            },
-        )
+    build_server_image(&podman, IMAGE).await;
+
+    // The image's own user is not root, and it has no podman.
+    let probe = ContainerSpec {
+        name: Some(unique("pem-server-probe")),
+        image: IMAGE.into(),
+        entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
+        command: vec![
+            "id -u; id -g; command -v podman || echo no-podman; \
+             test -s /etc/ssl/certs/ca-certificates.crt && echo ca-ok"
+                .into(),
+        ],
+        netns: Some(Namespace {
+            nsmode: "none".into(),
+        }),
+        labels: [
+            ("pod-exec-mcp.managed".to_owned(), "true".to_owned()),
+            (
+                "pod-exec-mcp.test".to_owned(),
+                "server-container".to_owned(),
+            ),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let probe = podman.create_container(&probe).await.expect("create probe");
+    let probe = ContainerGuard::new(probe, podman.endpoint().clone());
+    podman
+        .start_container(&probe.id)
         .await
-        .unwrap_or_else(|e| panic!("build the server image: {e}"));
-    assert!(report.image_id.is_some(), "{report:?}");
+        .expect("start probe");
+    wait_exited(&podman, &probe.id, "the probe exits").await;
+    let (stdout, stderr) = podman.container_logs(&probe.id).await.expect("logs");
+    assert_eq!(stdout, "10001\n10001\nno-podman\nca-ok\n", "{stderr}");
+    drop(probe);
 
     let port = free_port();
     let spec_with = |env: &[(&str, String)]| {
@@ -161,7 +203,26 @@ async fn server_in_a_container_with_the_host_socket_mounted() {
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     drop(open);
 
-    let spec = spec_with(&[("POD_EXEC_AUTH_TOKEN", TOKEN.to_owned())]);
+    // As the image's user (10001) the rootful socket (0600 root) is out of
+    // reach: start-up says so in one line.
+    let denied = podman
+        .create_container(&spec_with(&[("POD_EXEC_AUTH_TOKEN", TOKEN.to_owned())]))
+        .await
+        .expect("create");
+    let denied = ContainerGuard::new(denied, podman.endpoint().clone());
+    podman.start_container(&denied.id).await.expect("start");
+    wait_exited(&podman, &denied.id, "the non-root server container exits").await;
+    let (_, stderr) = podman.container_logs(&denied.id).await.expect("logs");
+    assert!(
+        stderr.contains("cannot reach the Podman API at unix:///run/podman/podman.sock")
+            && stderr.contains("Permission denied"),
+        "{stderr}"
+    );
+    drop(denied);
+
+    // The documented run for the rootful socket: --user 0.
+    let mut spec = spec_with(&[("POD_EXEC_AUTH_TOKEN", TOKEN.to_owned())]);
+    spec.user = Some("0".into());
     let id = podman.create_container(&spec).await.expect("create");
     let server = ContainerGuard::new(id, podman.endpoint().clone());
     podman.start_container(&server.id).await.expect("start");
@@ -249,17 +310,7 @@ async fn server_in_a_container_as_a_user_with_the_users_rootless_socket() {
     let (uid, gid) = (meta.uid(), meta.gid());
     assert_ne!(uid, 0);
 
-    podman
-        .build_image(
-            context(),
-            &BuildOptions {
-                tag: IMAGE_ROOTLESS.into(),
-                dockerfile: "Containerfile".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("build the server image: {e}"));
+    build_server_image(&podman, IMAGE_ROOTLESS).await;
 
     let port = free_port();
     let mut spec = server_spec(&socket, port);

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::ssh::SshTarget;
+
 /// A Podman API address this client can dial.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -13,22 +15,24 @@ pub enum Endpoint {
         /// `host:port`
         authority: String,
     },
+    /// `ssh://[user@]host[:port]/path/to/podman.sock`: reached through a
+    /// forward by the system's ssh client (see `ssh.rs`).
+    Ssh(SshTarget),
 }
 
 /// CONTAINER_HOST names something this client cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EndpointError {
-    /// `ssh://` is Podman's own remote form; not spoken here yet.
+    /// A malformed `ssh://` address.
     #[error(
-        "CONTAINER_HOST={0:?}: ssh:// is not supported; forward the remote socket instead \
-         (ssh -nNT -L /tmp/podman.sock:/run/podman/podman.sock user@host) and set \
-         CONTAINER_HOST=unix:///tmp/podman.sock"
+        "CONTAINER_HOST={0:?}: {1}; expected ssh://user@host[:port]/path/to/podman.sock \
+         (e.g. ssh://core@host:22/run/podman/podman.sock)"
     )]
-    Ssh(String),
+    Ssh(String, &'static str),
     /// A form that is not unix:// or tcp://.
     #[error(
-        "CONTAINER_HOST={0:?} is not a Podman API address; use unix:///path/to/podman.sock \
-         or tcp://host:port"
+        "CONTAINER_HOST={0:?} is not a Podman API address; use unix:///path/to/podman.sock, \
+         tcp://host:port or ssh://user@host[:port]/path/to/podman.sock"
     )]
     Unsupported(String),
     /// A unix:// address whose path is not absolute.
@@ -45,7 +49,8 @@ impl Endpoint {
     /// Parses a CONTAINER_HOST value.
     ///
     /// # Errors
-    /// Anything but `unix:///abs/path` or `tcp://host:port`.
+    /// Anything but `unix:///abs/path`, `tcp://host:port` or
+    /// `ssh://[user@]host[:port]/abs/path`.
     pub fn parse(s: &str) -> Result<Self, EndpointError> {
         let s = s.trim();
         if let Some(path) = s.strip_prefix("unix://") {
@@ -72,8 +77,10 @@ impl Endpoint {
                 authority: authority.to_owned(),
             });
         }
-        if s.starts_with("ssh://") {
-            return Err(EndpointError::Ssh(s.to_owned()));
+        if let Some(rest) = s.strip_prefix("ssh://") {
+            return SshTarget::parse(rest)
+                .map(Endpoint::Ssh)
+                .map_err(|why| EndpointError::Ssh(s.to_owned(), why));
         }
         Err(EndpointError::Unsupported(s.to_owned()))
     }
@@ -111,6 +118,7 @@ impl fmt::Display for Endpoint {
         match self {
             Endpoint::Unix(p) => write!(f, "unix://{}", p.display()),
             Endpoint::Tcp { authority } => write!(f, "tcp://{authority}"),
+            Endpoint::Ssh(target) => target.fmt(f),
         }
     }
 }
@@ -165,9 +173,13 @@ mod tests {
     }
 
     #[test]
-    fn ssh_and_others_rejected_with_guidance() {
-        let e = Endpoint::parse("ssh://core@host:22/run/podman/podman.sock").unwrap_err();
-        assert!(e.to_string().contains("ssh -nNT -L"));
+    fn ssh_parsed_others_rejected_with_guidance() {
+        assert!(matches!(
+            Endpoint::parse("ssh://core@host:22/run/podman/podman.sock"),
+            Ok(Endpoint::Ssh(_))
+        ));
+        let e = Endpoint::parse("ssh://core@host").unwrap_err();
+        assert!(e.to_string().contains("path is missing"), "{e}");
         let e = Endpoint::parse("http://localhost:8080").unwrap_err();
         assert!(matches!(e, EndpointError::Unsupported(_)));
         assert!(e.to_string().contains("unix:///"));
@@ -195,7 +207,7 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for s in ["unix:///a/b.sock", "tcp://h:1"] {
+        for s in ["unix:///a/b.sock", "tcp://h:1", "ssh://u@h:2/a.sock"] {
             assert_eq!(Endpoint::parse(s).unwrap().to_string(), s);
         }
     }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use super::attach::{ExecChunk, FrameDecoder, Framing};
-use super::{Endpoint, PodmanClient, PodmanError, api, encode, error_chain, json_body};
+use super::{Dial, PodmanClient, PodmanError, api, encode, error_chain, json_body};
 
 /// How to run a command with `POST /containers/{id}/exec`.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -274,8 +274,9 @@ impl PodmanClient {
             source: std::io::Error::new(e.kind(), error_chain(&e)),
         };
         let handshake_err = |e: hyper::Error| PodmanError::transport("HTTP handshake", e);
-        match &self.endpoint {
-            Endpoint::Unix(path) => {
+        match &self.dial {
+            Dial::Unconnected => Err(self.unconnected()),
+            Dial::Unix(path) => {
                 let stream = tokio::net::UnixStream::connect(path)
                     .await
                     .map_err(unreachable)?;
@@ -284,7 +285,7 @@ impl PodmanClient {
                     .map_err(handshake_err)?;
                 Ok((s, Box::pin(c.with_upgrades())))
             }
-            Endpoint::Tcp { authority } => {
+            Dial::Tcp(authority) => {
                 let stream = tokio::net::TcpStream::connect(authority.as_str())
                     .await
                     .map_err(unreachable)?;

@@ -29,6 +29,8 @@ pub struct BuildOptions {
     pub build_args: BTreeMap<String, String>,
     /// Labels set on the image.
     pub labels: BTreeMap<String, String>,
+    /// The stage to build (`--target`); the last one when `None`.
+    pub target: Option<String>,
 }
 
 /// A finished, successful build.
@@ -129,6 +131,9 @@ impl PodmanClient {
         if !opts.labels.is_empty() {
             let labels = serde_json::to_string(&opts.labels).unwrap_or_default();
             path.push_str(&format!("&labels={}", encode(&labels)));
+        }
+        if let Some(target) = &opts.target {
+            path.push_str(&format!("&target={}", encode(target)));
         }
         let what = format!("POST {path}");
         let slow = self.clone().with_call_timeout(BUILD_TIMEOUT);

@@ -12,6 +12,7 @@ mod endpoint;
 pub mod error;
 mod exec;
 mod images;
+pub mod ssh;
 mod volumes;
 
 use std::time::Duration;
@@ -50,6 +51,16 @@ const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 type ReqBody = Full<Bytes>;
 
+/// What a client actually dials: for `ssh://`, the forward's local socket.
+#[derive(Clone, Debug)]
+enum Dial {
+    Unix(std::path::PathBuf),
+    Tcp(String),
+    /// An `ssh://` endpoint given to [`PodmanClient::new`], not through its
+    /// forward: every call fails with a clear error.
+    Unconnected,
+}
+
 #[derive(Clone, Debug)]
 enum Http {
     Unix(Client<UnixConnector, ReqBody>),
@@ -60,6 +71,7 @@ enum Http {
 #[derive(Clone, Debug)]
 pub struct PodmanClient {
     endpoint: Endpoint,
+    dial: Dial,
     http: Http,
     call_timeout: Duration,
 }
@@ -144,14 +156,34 @@ struct VersionComponent {
 
 impl PodmanClient {
     /// A client for `endpoint`. Connects lazily: nothing is dialled here.
+    /// An `ssh://` endpoint needs its forward: use [`ssh::connect`] (a
+    /// client made here for one fails every call, saying so).
     pub fn new(endpoint: Endpoint) -> Self {
-        let http = match &endpoint {
-            Endpoint::Unix(_) => Http::Unix(
+        let dial = match &endpoint {
+            Endpoint::Unix(p) => Dial::Unix(p.clone()),
+            Endpoint::Tcp { authority } => Dial::Tcp(authority.clone()),
+            Endpoint::Ssh(_) => Dial::Unconnected,
+        };
+        Self::dialling(endpoint, dial)
+    }
+
+    /// A client for `forward`'s remote Podman, dialling its local socket;
+    /// errors name the `ssh://` endpoint.
+    pub fn through(forward: &ssh::SshForward) -> Self {
+        Self::dialling(
+            Endpoint::Ssh(forward.target().clone()),
+            Dial::Unix(forward.local_socket().to_owned()),
+        )
+    }
+
+    fn dialling(endpoint: Endpoint, dial: Dial) -> Self {
+        let http = match &dial {
+            Dial::Unix(_) | Dial::Unconnected => Http::Unix(
                 Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(30))
                     .build(UnixConnector),
             ),
-            Endpoint::Tcp { .. } => {
+            Dial::Tcp(_) => {
                 let mut connector = HttpConnector::new();
                 connector.set_nodelay(true);
                 Http::Tcp(
@@ -163,6 +195,7 @@ impl PodmanClient {
         };
         PodmanClient {
             endpoint,
+            dial,
             http,
             call_timeout: DEFAULT_CALL_TIMEOUT,
         }
@@ -256,13 +289,24 @@ impl PodmanClient {
     // ---- request plumbing ----------------------------------------------------
 
     fn uri(&self, path_and_query: &str) -> Result<http::Uri, PodmanError> {
-        match &self.endpoint {
-            Endpoint::Unix(path) => Ok(hyperlocal::Uri::new(path, path_and_query).into()),
+        match &self.dial {
+            Dial::Unix(path) => Ok(hyperlocal::Uri::new(path, path_and_query).into()),
             // `authority` was validated as host:port when parsed, and every
             // path here is built from encoded parts; still, no panic.
-            Endpoint::Tcp { authority } => format!("http://{authority}{path_and_query}")
+            Dial::Tcp(authority) => format!("http://{authority}{path_and_query}")
                 .parse()
                 .map_err(|e| PodmanError::transport(format!("building URI {path_and_query}"), e)),
+            Dial::Unconnected => Err(self.unconnected()),
+        }
+    }
+
+    fn unconnected(&self) -> PodmanError {
+        PodmanError::Unreachable {
+            endpoint: self.endpoint.to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "an ssh:// endpoint needs its forward (podman::ssh::connect)",
+            ),
         }
     }
 

@@ -54,9 +54,15 @@ pub fn start(envs: &[(&str, &str)]) -> ServerProcess {
             }
         });
     }
-    // The Podman the server talks to: a CONTAINER_HOST given here wins.
+    // The Podman the server talks to: a CONTAINER_HOST given here wins;
+    // an ssh:// one is forwarded to the test's own Podman (tests/ssh_remote.rs).
     let endpoint = match envs.iter().find(|(k, _)| *k == "CONTAINER_HOST") {
-        Some((_, v)) => pod_exec_mcp::podman::Endpoint::parse(v).expect("CONTAINER_HOST given"),
+        Some((_, v)) => match pod_exec_mcp::podman::Endpoint::parse(v) {
+            Ok(pod_exec_mcp::podman::Endpoint::Ssh(_)) => {
+                pod_exec_mcp::podman::Endpoint::from_env().expect("CONTAINER_HOST")
+            }
+            other => other.expect("CONTAINER_HOST given"),
+        },
         None => pod_exec_mcp::podman::Endpoint::from_env().expect("CONTAINER_HOST"),
     };
     match rx.recv_timeout(Duration::from_secs(10)) {
