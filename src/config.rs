@@ -272,14 +272,7 @@ impl Config {
     /// # Errors
     /// CONTAINER_HOST names a form the client cannot use.
     pub fn endpoint(&self) -> Result<Endpoint, EndpointError> {
-        match self.container_host.as_deref().map(str::trim) {
-            Some(s) if !s.is_empty() => Endpoint::parse(s),
-            _ => Ok(Endpoint::default_local(
-                std::env::var_os("XDG_RUNTIME_DIR")
-                    .as_deref()
-                    .map(std::path::Path::new),
-            )),
-        }
+        endpoint_of(self.container_host.as_deref())
     }
 
     /// The listen address.
@@ -506,6 +499,19 @@ impl BindMount {
     }
 }
 
+/// The endpoint a CONTAINER_HOST value names; unset or blank: the default
+/// local socket (rootless under XDG_RUNTIME_DIR when that is set).
+fn endpoint_of(container_host: Option<&str>) -> Result<Endpoint, EndpointError> {
+    match container_host.map(str::trim) {
+        Some(s) if !s.is_empty() => Endpoint::parse(s),
+        _ => Ok(Endpoint::default_local(
+            std::env::var_os("XDG_RUNTIME_DIR")
+                .as_deref()
+                .map(std::path::Path::new),
+        )),
+    }
+}
+
 /// A Podman volume name: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, as Podman admits.
 fn volume_name(s: &str) -> Result<String, String> {
     let ok = s.len() <= 128
@@ -656,14 +662,7 @@ impl BuildImageArgs {
     /// # Errors
     /// CONTAINER_HOST names a form the client cannot use.
     pub fn endpoint(&self) -> Result<Endpoint, EndpointError> {
-        match self.container_host.as_deref().map(str::trim) {
-            Some(s) if !s.is_empty() => Endpoint::parse(s),
-            _ => Ok(Endpoint::default_local(
-                std::env::var_os("XDG_RUNTIME_DIR")
-                    .as_deref()
-                    .map(std::path::Path::new),
-            )),
-        }
+        endpoint_of(self.container_host.as_deref())
     }
 }
 
