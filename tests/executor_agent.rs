@@ -730,10 +730,10 @@ fn a_background_job_holding_the_pipe_does_not_hold_the_call() {
     );
     let d = a.done(1, Duration::from_secs(5));
     let took = t.elapsed();
-    if let Ok(pid) = std::fs::read_to_string(&pidfile) {
-        if let Ok(pid) = pid.trim().parse() {
-            kill_if(pid, "yes");
-        }
+    if let Ok(pid) = std::fs::read_to_string(&pidfile)
+        && let Ok(pid) = pid.trim().parse()
+    {
+        kill_if(pid, "yes");
     }
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(d.retval, 0);

@@ -1021,10 +1021,11 @@ fn scan_procs(self_pid: i32) -> Vec<Proc> {
         if pid <= 1 || pid == self_pid {
             continue;
         }
-        if let Some(p) = read_stat(pid) {
-            if p.state != b'Z' && p.state != b'X' {
-                v.push(p);
-            }
+        if let Some(p) = read_stat(pid)
+            && p.state != b'Z'
+            && p.state != b'X'
+        {
+            v.push(p);
         }
     }
     v
@@ -1170,10 +1171,10 @@ fn adopt_orphans(agent: &Agent, procs: &[Proc]) {
         let mut cands = all
             .iter()
             .filter(|t| t.start <= p.start && lock(&t.end).is_none_or(|end| p.start <= end));
-        if let (Some(t), None) = (cands.next(), cands.next()) {
-            if running.iter().any(|r| Arc::ptr_eq(r, t)) {
-                lock(&t.set).insert(p.pid, p.start);
-            }
+        if let (Some(t), None) = (cands.next(), cands.next())
+            && running.iter().any(|r| Arc::ptr_eq(r, t))
+        {
+            lock(&t.set).insert(p.pid, p.start);
         }
     }
 }

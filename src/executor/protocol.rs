@@ -689,7 +689,7 @@ fn b64_value(c: u8) -> Option<u32> {
 /// # Errors
 /// A message naming the first problem.
 pub fn base64_decode(s: &[u8]) -> Result<Vec<u8>, String> {
-    if s.len() % 4 != 0 {
+    if !s.len().is_multiple_of(4) {
         return Err(format!("base64 length {} is not a multiple of 4", s.len()));
     }
     let mut out = Vec::with_capacity(s.len() / 4 * 3);

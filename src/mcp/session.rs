@@ -247,13 +247,13 @@ impl SessionManager for SharedSessions {
             ClientJsonRpcMessage::Request(r) => Some(r.id.clone()),
             _ => None,
         };
-        if let Some(rid) = &request {
-            if !self.0.claim_id(id, rid) {
-                let reply = super::replies::event(super::replies::duplicate_id(rid.clone()));
-                return Ok(futures::future::Either::Right(futures::stream::iter([
-                    reply,
-                ])));
-            }
+        if let Some(rid) = &request
+            && !self.0.claim_id(id, rid)
+        {
+            let reply = super::replies::event(super::replies::duplicate_id(rid.clone()));
+            return Ok(futures::future::Either::Right(futures::stream::iter([
+                reply,
+            ])));
         }
         self.0.touch(id, 1);
         let stop = request.as_ref().map(|_| {

@@ -26,10 +26,10 @@ impl SandboxManager {
         c: &Container,
     ) -> Result<Arc<ExecutorConn>, ExecutorError> {
         let mut slot = c.executor.lock().await;
-        if let Some(conn) = &*slot {
-            if !conn.is_closed() {
-                return Ok(conn.clone());
-            }
+        if let Some(conn) = &*slot
+            && !conn.is_closed()
+        {
+            return Ok(conn.clone());
         }
         let podman = &self.inner.podman;
         let info = podman.inspect_container(&c.id).await?;

@@ -49,10 +49,10 @@ impl SandboxManager {
         for slot in slots {
             // A slot busy creating its container is not read; its
             // container survives one strike.
-            if let Ok(state) = slot.state.try_lock() {
-                if let SlotState::Ready(c) = &*state {
-                    known.insert(c.id.clone());
-                }
+            if let Ok(state) = slot.state.try_lock()
+                && let SlotState::Ready(c) = &*state
+            {
+                known.insert(c.id.clone());
             }
         }
         let mut unknown = HashSet::new();

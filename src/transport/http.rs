@@ -111,10 +111,10 @@ impl Gate {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return resp;
         };
-        if let Some(sse) = &self.sse {
-            if path == SSE_PATH || path == MESSAGES_PATH {
-                return sse.route(req, caller).await;
-            }
+        if let Some(sse) = &self.sse
+            && (path == SSE_PATH || path == MESSAGES_PATH)
+        {
+            return sse.route(req, caller).await;
         }
         if path != MCP_PATH {
             return plain(

@@ -86,14 +86,14 @@ impl SshForward {
     /// See [`SshError`]: missing ssh, refused host, rejected key, unknown
     /// host key, timeout.
     pub async fn start(target: SshTarget, opts: SshOptions) -> Result<Self, SshError> {
-        if let Some(key) = &opts.key {
-            if let Err(source) = tokio::fs::File::open(key).await {
-                return Err(SshError::Key {
-                    target,
-                    key: key.clone(),
-                    source,
-                });
-            }
+        if let Some(key) = &opts.key
+            && let Err(source) = tokio::fs::File::open(key).await
+        {
+            return Err(SshError::Key {
+                target,
+                key: key.clone(),
+                source,
+            });
         }
         if opts.insecure_host_key {
             warn!(
