@@ -4,7 +4,8 @@
 //! client (`build_image`): its `prebuilt` target on the debootstrapped base
 //! with the test build of the binary (the default target's cargo stage
 //! needs a Rust image from a registry). It runs as uid 10001, has no
-//! podman, and needs `--user 0` for the rootful socket (0600 root).
+//! podman; with the rootful socket it needs the socket's group (`--group-add 0`
+//! for systemd's 0660 root:root podman.socket).
 
 mod common;
 
@@ -220,9 +221,12 @@ async fn server_in_a_container_with_the_host_socket_mounted() {
     );
     drop(denied);
 
-    // The documented run for the rootful socket: --user 0.
+    // The documented run for the rootful socket as systemd's podman.socket
+    // makes it (0660, group root): the image's user with the socket's
+    // group, `--group-add 0`; it stays uid 10001.
+    let _mode = SocketMode::set(&socket, 0o660);
     let mut spec = spec_with(&[("POD_EXEC_AUTH_TOKEN", TOKEN.to_owned())]);
-    spec.user = Some("0".into());
+    spec.groups = vec!["0".into()];
     let id = podman.create_container(&spec).await.expect("create");
     let server = ContainerGuard::new(id, podman.endpoint().clone());
     podman.start_container(&server.id).await.expect("start");
@@ -248,6 +252,20 @@ async fn server_in_a_container_with_the_host_socket_mounted() {
         },
     )
     .await;
+
+    // The server process is the image's user, not root.
+    let info = podman.inspect_container(&server.id).await.expect("inspect");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", info.state.pid))
+        .expect("the server's /proc status");
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>());
+    assert_eq!(
+        uid,
+        Some(vec!["10001"; 4]),
+        "the server runs as 10001: {status}"
+    );
 
     let client = connect_with_token(&url, TOKEN).await;
     let r = run(&client, "echo from-sibling; hostname").await;
@@ -278,6 +296,31 @@ async fn server_in_a_container_with_the_host_socket_mounted() {
     drop(client);
     drop(server);
     let _ = podman.remove_image(IMAGE).await;
+}
+
+/// Sets a socket's mode for a while (as systemd's podman.socket makes it),
+/// restoring the service's own when dropped.
+struct SocketMode {
+    path: std::path::PathBuf,
+    was: std::fs::Permissions,
+}
+
+impl SocketMode {
+    fn set(path: &std::path::Path, mode: u32) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let was = std::fs::metadata(path).expect("socket").permissions();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        SocketMode {
+            path: path.to_owned(),
+            was,
+        }
+    }
+}
+
+impl Drop for SocketMode {
+    fn drop(&mut self) {
+        let _ = std::fs::set_permissions(&self.path, self.was.clone());
+    }
 }
 
 /// The image of the rootless variant (its own tag: the tests run in

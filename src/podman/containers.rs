@@ -43,6 +43,9 @@ pub struct ContainerSpec {
     /// User (name or uid[:gid]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Supplementary groups of the process (`--group-add`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     /// Hostname.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
