@@ -32,7 +32,7 @@ pub const MCP_PATH: &str = "/mcp";
 /// rmcp's service with our session manager.
 pub type McpService = StreamableHttpService<PodExecServer, SharedSessions>;
 
-type RespBody = BoxBody<Bytes, Infallible>;
+pub(super) type RespBody = BoxBody<Bytes, Infallible>;
 
 /// Accepts connections until `shutdown` is cancelled; returns the watcher of
 /// the connections still open, for the caller to drain.
@@ -216,7 +216,8 @@ fn is_oauth_discovery(path: &str) -> bool {
         || path.ends_with("/.well-known/openid-configuration")
 }
 
-fn plain(status: StatusCode, body: &'static str) -> Response<RespBody> {
+/// A plain-text reply (errors of the gate and of the SSE endpoints).
+pub(super) fn plain(status: StatusCode, body: &'static str) -> Response<RespBody> {
     let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed());
     *resp.status_mut() = status;
     resp.headers_mut().insert(

@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Frame, Incoming};
 use rmcp::ServiceExt;
 use rmcp::model::{ClientJsonRpcMessage, GetExtensions, ServerJsonRpcMessage};
@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, info};
 
+use super::http::{RespBody, plain};
 use crate::auth::Caller;
 use crate::mcp::{PodExecServer, Shared};
 use crate::sandbox::{SandboxKey, SandboxManager};
@@ -37,8 +38,6 @@ pub const MESSAGES_PATH: &str = "/messages";
 const MAX_BODY: usize = 4 * 1024 * 1024;
 /// A comment line this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-type RespBody = BoxBody<Bytes, Infallible>;
 
 /// One open stream: where its requests go, and whose it is.
 struct Stream {
@@ -316,16 +315,6 @@ fn origin_matches(allowed: &str, origin: &str) -> bool {
         }
         None => false,
     }
-}
-
-fn plain(status: StatusCode, body: &'static str) -> Response<RespBody> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed());
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
 }
 
 fn with_allow(mut resp: Response<RespBody>, allow: &'static str) -> Response<RespBody> {
