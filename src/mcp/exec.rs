@@ -82,15 +82,9 @@ impl PodExecServer {
                     "call done"
                 );
                 call.finish(Some(&sandbox), Finish::Ran(&r)).await;
-                let value = serde_json::to_value(&r)
-                    .map_err(|e| McpError::internal_error(e.to_string(), None))?;
-                Ok(CallToolResult::structured(value))
+                structured(&r)
             }
-            Err(e) => {
-                let text = error_text(&e);
-                call.finish(None, Finish::Error(&text)).await;
-                Ok(tool_error(text))
-            }
+            Err(e) => Ok(call.failed(&e).await),
         }
     }
 
@@ -189,6 +183,13 @@ impl<'a> CallRecord<'a> {
         }
     }
 
+    /// Audits a call the sandbox failed and gives its tool error.
+    pub(super) async fn failed(&self, e: &SandboxError) -> CallToolResult {
+        let text = error_text(e);
+        self.finish(None, Finish::Error(&text)).await;
+        tool_error(text)
+    }
+
     /// Appends the call's audit line (when the audit log is on).
     pub(super) async fn finish(&self, sandbox: Option<&str>, how: Finish<'_>) {
         let Some(audit) = self.audit else { return };
@@ -212,6 +213,13 @@ impl<'a> CallRecord<'a> {
             })
             .await;
     }
+}
+
+/// A tool result carrying `value` as structuredContent (and its text copy).
+pub(super) fn structured<T: serde::Serialize>(value: &T) -> Result<CallToolResult, McpError> {
+    let value =
+        serde_json::to_value(value).map_err(|e| McpError::internal_error(e.to_string(), None))?;
+    Ok(CallToolResult::structured(value))
 }
 
 /// Checks a command before anything runs; the message tells the model what

@@ -10,7 +10,7 @@ use rmcp::{ErrorData as McpError, RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::exec::error_text;
+use super::exec::{error_text, structured};
 use super::{PodExecServer, caller, tool_error};
 use crate::sandbox::handles::validate_name;
 
@@ -80,12 +80,6 @@ pub struct SandboxListResult {
 /// Arguments of `sandbox_list` (none).
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 pub struct SandboxListArgs {}
-
-fn structured<T: Serialize>(value: &T) -> Result<CallToolResult, McpError> {
-    let value =
-        serde_json::to_value(value).map_err(|e| McpError::internal_error(e.to_string(), None))?;
-    Ok(CallToolResult::structured(value))
-}
 
 #[tool_router(router = sandbox_tools_router, vis = "pub(super)")]
 impl PodExecServer {

@@ -17,7 +17,7 @@ use rmcp::{ErrorData as McpError, RoleServer};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::exec::{CallRecord, Finish, error_text, validate_command, validate_timeout};
+use super::exec::{CallRecord, Finish, structured, validate_command, validate_timeout};
 use super::{PodExecServer, ShellExecResult, caller, tool_error};
 use crate::config::Config;
 use crate::policy::{Mode, pipeline};
@@ -243,18 +243,12 @@ async fn finish_run(
                     tool.name, shared.config.image, tool.image
                 )));
             }
-            let value = serde_json::to_value(CliResult {
+            structured(&CliResult {
                 result: r,
                 command: line,
             })
-            .map_err(|e| McpError::internal_error(e.to_string(), None))?;
-            Ok(CallToolResult::structured(value))
         }
-        Err(e) => {
-            let text = error_text(&e);
-            call.finish(None, Finish::Error(&text)).await;
-            Ok(tool_error(text))
-        }
+        Err(e) => Ok(call.failed(&e).await),
     }
 }
 
