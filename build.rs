@@ -9,9 +9,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const SOURCES: [&str; 3] = [
+const SOURCES: [&str; 8] = [
     "src/executor/agent_main.rs",
-    "src/executor/agent.rs",
+    "src/executor/agent/mod.rs",
+    "src/executor/agent/output.rs",
+    "src/executor/agent/pool.rs",
+    "src/executor/agent/procs.rs",
+    "src/executor/agent/spawn.rs",
+    "src/executor/agent/sys.rs",
     "src/executor/protocol.rs",
 ];
 

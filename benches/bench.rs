@@ -13,6 +13,12 @@
 //! first call) and warm calls; (3) raw and server at S-way concurrency,
 //! S x M calls each, for throughput; (4) server RSS idle, with open
 //! sessions, and while one call prints 1 GiB.
+//!
+//! Kinds of samples alternate, and each sample (or block of back-to-back
+//! warm samples) starts on a quiet machine ([`settle`]): a libpod exec goes
+//! on costing CPU after it has answered, and on two cores that would
+//! otherwise be charged to whichever sample comes next. The raw floor's
+//! containers use the server's own sandbox spec.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -20,8 +26,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use pod_exec_mcp::config::Config;
 use pod_exec_mcp::podman::{ContainerSpec, PodmanClient};
-use pod_exec_mcp::sandbox::spec::shell_exec;
+use pod_exec_mcp::sandbox::owner::Identity;
+use pod_exec_mcp::sandbox::spec::{SandboxTemplate, shell_exec};
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
 };
@@ -124,16 +132,18 @@ fn paired_median(a: &[Duration], b: &[Duration]) -> f64 {
 
 // ---- raw libpod -------------------------------------------------------------------
 
-fn spec(image: &str) -> ContainerSpec {
-    let mut s = ContainerSpec {
-        image: image.to_owned(),
-        command: vec!["sleep".into(), "infinity".into()],
-        init: Some(true),
-        no_new_privileges: Some(true),
-        ..Default::default()
-    };
-    s.labels
-        .insert("pod-exec-mcp.managed".into(), "true".into());
+/// The raw floor's container: the server's own sandbox spec (the same
+/// hardening, limits and user namespace, from the same configuration), so
+/// that "setup minus create+start" is what the server adds, not what its
+/// confinement costs Podman. Only the labels differ: no server owns these.
+fn spec(template: &SandboxTemplate) -> ContainerSpec {
+    let mut s = template.spec(
+        &format!("pod-exec-bench-{}", pod_exec_mcp::random_hex(6)),
+        "bench",
+        "raw",
+        &Identity::current(),
+    );
+    s.labels.retain(|k, _| k == "pod-exec-mcp.managed");
     s.labels.insert("pod-exec-mcp.bench".into(), "raw".into());
     s
 }
@@ -141,13 +151,15 @@ fn spec(image: &str) -> ContainerSpec {
 /// Removes the raw phase's containers whatever happens.
 struct RawContainers {
     podman: PodmanClient,
+    template: SandboxTemplate,
     ids: Vec<String>,
 }
 
 impl RawContainers {
-    async fn create_start(&mut self, image: &str) -> Result<(String, Duration), Error> {
+    async fn create_start(&mut self) -> Result<(String, Duration), Error> {
+        let spec = spec(&self.template);
         let t = Instant::now();
-        let id = self.podman.create_container(&spec(image)).await?;
+        let id = self.podman.create_container(&spec).await?;
         self.ids.push(id.clone());
         self.podman.start_container(&id).await?;
         Ok((id, t.elapsed()))
@@ -296,6 +308,8 @@ struct Report {
     server_setup: Stats,
     server_setup_pooled: Stats,
     server_warm: Stats,
+    /// Warm calls each made after the machine went quiet.
+    server_warm_idle: Stats,
     /// Warm calls through the fallback (POD_EXEC_EXECUTOR=off: one exec a call).
     fallback_warm: Stats,
     fallback_setup: Stats,
@@ -327,6 +341,12 @@ struct Report {
     /// sandbox: what the command itself costs under the CPU limit, so the
     /// best ratio any reader could reach is fallback / this.
     big_output_silent_secs: f64,
+    /// The same bytes through `tr '\0' x`: a printer that spends CPU on
+    /// every byte, inside the sandbox's CPU limit that the executor's
+    /// reader shares (the fallback's reader, conmon, runs outside it).
+    busy_output_secs: f64,
+    fallback_busy_output_secs: f64,
+    busy_output_silent_secs: f64,
     /// conmon processes on this host before and after the concurrency phase.
     conmon_before: usize,
     conmon_after: usize,
@@ -340,6 +360,9 @@ struct Report {
 /// Latency, sequential, raw and server samples alternating so both see the
 /// same machine: create+start vs session setup (without and with a warm
 /// pool), and exec vs warm call.
+/// Samples of one kind taken back to back in the warm phase.
+const WARM_BLOCK: usize = 10;
+
 async fn latency_phase(
     args: &Args,
     podman: &PodmanClient,
@@ -355,14 +378,17 @@ async fn latency_phase(
     let (mut cs, mut setup, mut setup_pooled) = (Vec::new(), Vec::new(), Vec::new());
     let mut setup_fallback = Vec::new();
     for _ in 0..args.samples {
-        cs.push(raw.create_start(&args.image).await?.1);
+        settle().await;
+        cs.push(raw.create_start().await?.1);
 
+        settle().await;
         let t = Instant::now();
         let client = connect(&server.url).await?;
         call(&client, &args.command).await?;
         setup.push(t.elapsed());
         client.cancel().await?;
 
+        settle().await;
         let t = Instant::now();
         let client = connect(&fallback.url).await?;
         call(&client, &args.command).await?;
@@ -370,6 +396,7 @@ async fn latency_phase(
         client.cancel().await?;
 
         wait_pool_ready(podman, pooled).await?;
+        settle().await;
         let t = Instant::now();
         let client = connect(&pooled.url).await?;
         call(&client, &args.command).await?;
@@ -384,19 +411,44 @@ async fn latency_phase(
     call(&client, &args.command).await?;
     call(&fb, &args.command).await?;
     let (mut ex, mut warm, mut rt) = (Vec::new(), Vec::new(), Vec::new());
-    let mut warm_fb = Vec::new();
-    for _ in 0..args.samples {
-        ex.push(raw_exec(podman, &id, &args.command).await?);
-        let t = Instant::now();
-        call(&client, &args.command).await?;
-        warm.push(t.elapsed());
-        let t = Instant::now();
-        call(&fb, &args.command).await?;
-        warm_fb.push(t.elapsed());
+    let (mut warm_fb, mut idle) = (Vec::new(), Vec::new());
+    // Blocks of WARM_BLOCK back-to-back samples of each kind in turn, as a
+    // client calling in a loop sees them; then as many single calls that
+    // each start on an idle machine, as a client that thinks between
+    // calls sees them (on this VM a sleeping CPU is slow to wake).
+    let mut left = args.samples;
+    while left > 0 {
+        let n = left.min(WARM_BLOCK);
+        left -= n;
+        settle().await;
+        for _ in 0..n {
+            ex.push(raw_exec(podman, &id, &args.command).await?);
+        }
+        settle().await;
+        for _ in 0..n {
+            let t = Instant::now();
+            call(&client, &args.command).await?;
+            warm.push(t.elapsed());
+        }
+        settle().await;
+        for _ in 0..n {
+            let t = Instant::now();
+            call(&fb, &args.command).await?;
+            warm_fb.push(t.elapsed());
+        }
         // The MCP layer alone (no Podman): what HTTP + rmcp cost a call.
-        let t = Instant::now();
-        client.list_all_tools().await?;
-        rt.push(t.elapsed());
+        settle().await;
+        for _ in 0..n {
+            let t = Instant::now();
+            client.list_all_tools().await?;
+            rt.push(t.elapsed());
+        }
+        for _ in 0..n {
+            settle().await;
+            let t = Instant::now();
+            call(&client, &args.command).await?;
+            idle.push(t.elapsed());
+        }
     }
     client.cancel().await?;
     fb.cancel().await?;
@@ -409,6 +461,7 @@ async fn latency_phase(
     r.setup_pooled_paired_diff_ms = paired_median(&setup_pooled, &cs);
     r.raw_exec = stats(&ex);
     r.server_warm = stats(&warm);
+    r.server_warm_idle = stats(&idle);
     r.server_mcp_roundtrip = stats(&rt);
     Ok(())
 }
@@ -451,6 +504,7 @@ async fn concurrency_phase(
     // At high concurrency the raw floor itself can fail (Podman forgets an
     // exec session that is inspected later than `exit_command_delay`):
     // that is recorded, and the server is still measured.
+    settle().await;
     match drive(&ids, args.calls, |id| raw_exec(podman, id, &args.command)).await {
         Ok((all, cps)) => {
             r.raw_throughput_cps = cps;
@@ -465,6 +519,7 @@ async fn concurrency_phase(
         call(&c, &args.command).await?;
         clients.push(c);
     }
+    settle().await;
     let (all, cps) = drive(&clients, args.calls, |c| async move {
         let t = Instant::now();
         call(c, &args.command).await?;
@@ -522,15 +577,58 @@ fn conmon_count() -> usize {
         .unwrap_or(0)
 }
 
-/// Seconds one call printing `bytes` takes through `url`.
-async fn big_output_secs(url: &str, bytes: u64) -> Result<f64, Error> {
+/// The big-output command: `bytes` of NULs straight from head, which is
+/// what carrying output costs; `busy` pipes them through `tr` first.
+fn big_command(bytes: u64, busy: bool) -> String {
+    if busy {
+        format!("head -c {bytes} /dev/zero | tr '\\0' x")
+    } else {
+        format!("head -c {bytes} /dev/zero")
+    }
+}
+
+/// Seconds one call running `command` takes through `url`.
+async fn command_secs(url: &str, command: &str) -> Result<f64, Error> {
     let client = connect(url).await?;
     call(&client, "true").await?;
+    settle().await;
     let t = Instant::now();
-    call(&client, &format!("head -c {bytes} /dev/zero | tr '\\0' x")).await?;
+    call(&client, command).await?;
     let secs = t.elapsed().as_secs_f64();
     client.cancel().await?;
     Ok(secs)
+}
+
+/// Waits (at most 2 s) until the machine is quiet: under 10 % of its CPU
+/// busy over 20 ms. Samples of one kind run right after samples of the
+/// other, and a libpod exec leaves work behind once it has answered (its
+/// conmon exits, Podman's cleanup runs): without this, each sample would
+/// pay for the one before it rather than for itself.
+async fn settle() {
+    fn busy_idle() -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal
+        let idle = cpu.get(3)? + cpu.get(4)?;
+        let total: u64 = cpu.iter().take(8).sum();
+        Some((total - idle, idle))
+    }
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let Some((b0, i0)) = busy_idle() else { return };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let Some((b1, i1)) = busy_idle() else { return };
+        let (busy, all) = (b1 - b0, (b1 - b0) + (i1 - i0));
+        if all > 0 && busy * 10 < all {
+            return;
+        }
+    }
 }
 
 async fn memory_phase(args: &Args, server: &ServerProc, r: &mut Report) -> Result<(), Error> {
@@ -567,8 +665,9 @@ async fn memory_phase(args: &Args, server: &ServerProc, r: &mut Report) -> Resul
                 peak
             })
         };
+        let cmd = big_command(args.big_output, false);
+        settle().await;
         let t = Instant::now();
-        let cmd = format!("head -c {} /dev/zero | tr '\\0' x", args.big_output);
         let v = call(&client, &cmd).await;
         r.big_output_secs = t.elapsed().as_secs_f64();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -577,10 +676,12 @@ async fn memory_phase(args: &Args, server: &ServerProc, r: &mut Report) -> Resul
         r.big_output_bytes = args.big_output;
         r.big_output_truncated = v["truncated"].as_bool().unwrap_or(false);
         r.big_output_len = v["output"].as_str().map(str::len).unwrap_or(0);
-        let t = Instant::now();
-        call(&client, &format!("{cmd} >/dev/null")).await?;
-        r.big_output_silent_secs = t.elapsed().as_secs_f64();
         client.cancel().await?;
+        r.big_output_silent_secs = command_secs(&server.url, &format!("{cmd} >/dev/null")).await?;
+        let busy = big_command(args.big_output, true);
+        r.busy_output_secs = command_secs(&server.url, &busy).await?;
+        r.busy_output_silent_secs =
+            command_secs(&server.url, &format!("{busy} >/dev/null")).await?;
     }
     Ok(())
 }
@@ -624,8 +725,11 @@ async fn run_all(
     }
     memory_phase(args, &servers.server, r).await?;
     if args.big_output > 0 {
+        let url = &servers.fallback.url;
         r.fallback_big_output_secs =
-            big_output_secs(&servers.fallback.url, args.big_output).await?;
+            command_secs(url, &big_command(args.big_output, false)).await?;
+        r.fallback_busy_output_secs =
+            command_secs(url, &big_command(args.big_output, true)).await?;
     }
     Ok(())
 }
@@ -668,6 +772,10 @@ fn print(r: &Report) {
     row("server session setup (init + 1st call)", &r.server_setup);
     row("  ... with POD_EXEC_WARM_POOL=1", &r.server_setup_pooled);
     row("server warm shell_exec (executor)", &r.server_warm);
+    row(
+        "  ... each call after the machine idled",
+        &r.server_warm_idle,
+    );
     row("  ... fallback, one exec per call", &r.fallback_warm);
     row("  ... fallback session setup", &r.fallback_setup);
     row(
@@ -688,6 +796,11 @@ fn print(r: &Report) {
         "warm p50 (ms; <= 3, <= 0.05 x raw exec)",
         format!("{:.2}", r.server_warm.p50_ms),
         ratio(r.server_warm.p50_ms, r.raw_exec.p50_ms),
+    );
+    figure(
+        "  ... each after the machine idled",
+        format!("{:.2}", r.server_warm_idle.p50_ms),
+        ratio(r.server_warm_idle.p50_ms, r.raw_exec.p50_ms),
     );
     figure(
         "fallback warm p50 - raw exec p50 (ms)",
@@ -788,6 +901,21 @@ fn print(r: &Report) {
             format!("{:.1} s", r.big_output_silent_secs),
             ratio(r.fallback_big_output_secs, r.big_output_silent_secs),
         );
+        figure(
+            "  ... through tr: executor seconds",
+            format!("{:.1} s", r.busy_output_secs),
+            "",
+        );
+        figure(
+            "  ... through tr: fallback / executor",
+            format!("{:.1} s", r.fallback_busy_output_secs),
+            ratio(r.fallback_busy_output_secs, r.busy_output_secs),
+        );
+        figure(
+            "  ... through tr: the command alone (ceiling)",
+            format!("{:.1} s", r.busy_output_silent_secs),
+            ratio(r.fallback_busy_output_secs, r.busy_output_silent_secs),
+        );
     }
 }
 
@@ -821,8 +949,10 @@ async fn main() -> Result<(), Error> {
         pooled: ServerProc::start(&args.image, &[("POD_EXEC_WARM_POOL", "1")])?,
         fallback: ServerProc::start(&args.image, &[("POD_EXEC_EXECUTOR", "off")])?,
     };
+    let config = Config::try_parse_from(["pod_exec_mcp", "--image", &args.image])?;
     let mut raw = RawContainers {
         podman: podman.clone(),
+        template: SandboxTemplate::from_config(&config),
         ids: Vec::new(),
     };
     let result = run_all(&args, &podman, &servers, &mut raw, &mut r).await;

@@ -8,7 +8,7 @@
 #[path = "protocol.rs"]
 mod protocol;
 
-#[path = "agent.rs"]
+#[path = "agent/mod.rs"]
 mod agent;
 
 fn main() {

@@ -312,7 +312,8 @@ pub enum Frame {
         /// The agent's pid (in its pid namespace).
         pid: u32,
     },
-    /// The call's shell runs. Payload: `pid: u32`.
+    /// The call's shell runs, and has for a few milliseconds (a call
+    /// that ends sooner sends DONE alone). Payload: `pid: u32`.
     Started {
         /// Call id.
         id: u32,
