@@ -12,7 +12,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::task::JoinHandle;
 
-use super::attach::{ExecChunk, FrameDecoder, Framing};
+use super::attach::{ExecChunk, Framing};
+use super::chunks::{ChunkReader, Fill, Source};
 use super::{PodmanClient, PodmanError, api, encode, json_body};
 
 type Io = TokioIo<Upgraded>;
@@ -22,12 +23,26 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// The output side of a duplex exec.
 pub struct DuplexReader {
-    io: ReadHalf<Io>,
-    decoder: FrameDecoder,
-    buf: Vec<u8>,
-    pending: Bytes,
-    done: bool,
+    src: Socket,
+    chunks: ChunkReader,
     conn: JoinHandle<()>,
+}
+
+/// The upgraded socket's read half as a [`Source`].
+struct Socket {
+    io: ReadHalf<Io>,
+    buf: Vec<u8>,
+}
+
+impl Source for Socket {
+    async fn fill(&mut self) -> Fill {
+        self.buf.resize(READ_CHUNK, 0);
+        match self.io.read(&mut self.buf).await {
+            Ok(0) => Fill::Eof,
+            Ok(n) => Fill::Data(Bytes::copy_from_slice(&self.buf[..n])),
+            Err(e) => Fill::Broken(PodmanError::transport("reading duplex exec", e)),
+        }
+    }
 }
 
 /// The stdin side of a duplex exec.
@@ -38,8 +53,8 @@ pub struct DuplexWriter {
 impl fmt::Debug for DuplexReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DuplexReader")
-            .field("pending", &self.pending.len())
-            .field("done", &self.done)
+            .field("pending", &self.chunks.pending())
+            .field("done", &self.chunks.is_done())
             .finish_non_exhaustive()
     }
 }
@@ -57,31 +72,7 @@ impl DuplexReader {
     /// A corrupt frame, EOF mid-frame, or a broken connection; afterwards
     /// the reader yields `None`.
     pub async fn next_chunk(&mut self) -> Option<Result<ExecChunk, PodmanError>> {
-        loop {
-            if self.done {
-                return None;
-            }
-            match self.decoder.decode(&mut self.pending) {
-                Ok(Some(chunk)) => return Some(Ok(chunk)),
-                Ok(None) => {}
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e.into()));
-                }
-            }
-            self.buf.resize(READ_CHUNK, 0);
-            match self.io.read(&mut self.buf).await {
-                Ok(0) => {
-                    self.done = true;
-                    return self.decoder.finish().err().map(|e| Err(e.into()));
-                }
-                Ok(n) => self.pending = Bytes::copy_from_slice(&self.buf[..n]),
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(PodmanError::transport("reading duplex exec", e)));
-                }
-            }
-        }
+        self.chunks.next(&mut self.src).await
     }
 }
 
@@ -189,11 +180,11 @@ impl PodmanClient {
         let (r, w) = tokio::io::split(TokioIo::new(upgraded));
         Ok((
             DuplexReader {
-                io: r,
-                decoder: FrameDecoder::new(Framing::Multiplexed),
-                buf: Vec::new(),
-                pending: Bytes::new(),
-                done: false,
+                src: Socket {
+                    io: r,
+                    buf: Vec::new(),
+                },
+                chunks: ChunkReader::new(Framing::Multiplexed),
                 conn,
             },
             DuplexWriter { io: w },

@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -10,7 +9,8 @@ use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-use super::attach::{ExecChunk, FrameDecoder, Framing};
+use super::attach::{ExecChunk, Framing};
+use super::chunks::{ChunkReader, Fill, Source};
 use super::{Dial, PodmanClient, PodmanError, api, encode, error_chain, json_body};
 
 /// How to run a command with `POST /containers/{id}/exec`.
@@ -97,19 +97,38 @@ struct StartBody {
 /// The output of a started exec, read chunk by chunk until the process (and
 /// everything holding its stdout/stderr) is done.
 pub struct ExecStream {
-    body: Incoming,
-    decoder: FrameDecoder,
-    pending: Bytes,
-    done: bool,
+    body: Body,
+    chunks: ChunkReader,
     conn: JoinHandle<()>,
+}
+
+/// The hijacked reply's body as a [`Source`].
+struct Body(Incoming);
+
+impl Source for Body {
+    async fn fill(&mut self) -> Fill {
+        loop {
+            match self.0.frame().await {
+                Some(Ok(frame)) => {
+                    // Trailers carry no output.
+                    if let Ok(data) = frame.into_data() {
+                        return Fill::Data(data);
+                    }
+                }
+                Some(Err(e)) => {
+                    return Fill::Broken(PodmanError::transport("reading exec stream", e));
+                }
+                None => return Fill::Eof,
+            }
+        }
+    }
 }
 
 impl fmt::Debug for ExecStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExecStream")
-            .field("decoder", &self.decoder)
-            .field("pending", &self.pending.len())
-            .field("done", &self.done)
+            .field("pending", &self.chunks.pending())
+            .field("done", &self.chunks.is_done())
             .finish_non_exhaustive()
     }
 }
@@ -121,34 +140,7 @@ impl ExecStream {
     /// A corrupt frame, EOF mid-frame, or a broken connection. After an
     /// error the stream yields `None`.
     pub async fn next_chunk(&mut self) -> Option<Result<ExecChunk, PodmanError>> {
-        loop {
-            if self.done {
-                return None;
-            }
-            match self.decoder.decode(&mut self.pending) {
-                Ok(Some(chunk)) => return Some(Ok(chunk)),
-                Ok(None) => {}
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e.into()));
-                }
-            }
-            match self.body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.pending = data;
-                    }
-                }
-                Some(Err(e)) => {
-                    self.done = true;
-                    return Some(Err(PodmanError::transport("reading exec stream", e)));
-                }
-                None => {
-                    self.done = true;
-                    return self.decoder.finish().err().map(|e| Err(e.into()));
-                }
-            }
-        }
+        self.chunks.next(&mut self.body).await
     }
 }
 
@@ -202,14 +194,12 @@ impl PodmanClient {
         let req = self.request(Method::POST, &path, Some((ctype, body)), false)?;
         let (resp, conn) = self.send_dedicated(req, &path, StatusCode::OK).await?;
         Ok(ExecStream {
-            body: resp.into_body(),
-            decoder: FrameDecoder::new(if tty {
+            body: Body(resp.into_body()),
+            chunks: ChunkReader::new(if tty {
                 Framing::Raw
             } else {
                 Framing::Multiplexed
             }),
-            pending: Bytes::new(),
-            done: false,
             conn,
         })
     }

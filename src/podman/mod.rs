@@ -6,6 +6,7 @@
 //! connection of its own (see `exec.rs`).
 
 pub mod attach;
+mod chunks;
 mod containers;
 mod duplex;
 mod endpoint;
