@@ -16,15 +16,19 @@ use super::lock;
 use super::sys::{self, F_SETPIPE_SZ, POLLIN};
 
 /// Past this much output a call reads in bulk: a larger pipe, and a nap
-/// between reads that found it less than half full. Each read of a
-/// nearly empty pipe costs the writer a wakeup and the reader a context
-/// switch, and both are charged to the sandbox's CPU quota: reading 1 GiB
-/// from a 64 KiB pipe as it comes costs more CPU than the command that
-/// prints it. Small outputs never nap.
+/// after a read that found it less than half full. Each read of a nearly
+/// empty pipe costs the writer a wakeup and the reader a context switch,
+/// and both are charged to the sandbox's CPU quota: reading 1 GiB from a
+/// 64 KiB pipe as it comes costs more CPU than the command that prints it.
+/// The nap is learnt from what the writer did during the last one (half a
+/// pipe's worth of its time, at most `BULK_NAP`): a fixed nap would leave a
+/// fast writer blocked on a full pipe for most of it. Small outputs never
+/// nap.
 const BULK_AFTER: u64 = 4 << 20;
 /// The pipe size asked for in bulk (Linux's default pipe-max-size).
 const BULK_PIPE: c_int = 1 << 20;
 const BULK_NAP: Duration = Duration::from_millis(1);
+const BULK_NAP_MIN: Duration = Duration::from_micros(20);
 /// After the shell exits, output still in the pipe is read until this much
 /// quiet, at most `DRAIN_MAX`.
 const DRAIN_QUIET: Duration = Duration::from_millis(50);
@@ -117,6 +121,10 @@ pub(super) fn read_pipe(mut pipe: File, output: &Output) {
     let mut seen = 0u64;
     // The pipe's size once in bulk (0 before).
     let mut bulk = 0usize;
+    // The nap in bulk, learnt from the writer's pace, and whether the read
+    // just made came after one.
+    let mut nap = BULK_NAP;
+    let mut napped = false;
     loop {
         let mut since = None;
         if !drained {
@@ -156,8 +164,24 @@ pub(super) fn read_pipe(mut pipe: File, output: &Output) {
             bulk = usize::try_from(size).unwrap_or(64 * 1024).max(64 * 1024);
             buf.resize(bulk, 0);
         }
-        if bulk > 0 && n < bulk / 2 {
-            std::thread::sleep(BULK_NAP);
+        if bulk > 0 {
+            if napped {
+                // What the writer did while we slept sets the next nap.
+                let next = if n >= bulk {
+                    // It filled the pipe (and then waited): nap less.
+                    nap.as_secs_f64() / 2.0
+                } else {
+                    // Time for it to fill half the pipe at this pace.
+                    nap.as_secs_f64() * (bulk / 2) as f64 / n.max(1) as f64
+                };
+                nap = Duration::from_secs_f64(
+                    next.clamp(BULK_NAP_MIN.as_secs_f64(), BULK_NAP.as_secs_f64()),
+                );
+            }
+            napped = n < bulk / 2;
+            if napped {
+                std::thread::sleep(nap);
+            }
         }
         // Past DRAIN_MAX, one read has taken what a default pipe buffer
         // holds: a job that never stops writing does not hold the call.
