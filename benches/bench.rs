@@ -355,6 +355,10 @@ struct Report {
     conmon_long_before: usize,
     conmon_long_after: usize,
     long_calls_secs: f64,
+    /// CPU time the hypervisor took from this VM during the run (steal, in
+    /// /proc/stat): a run with much of it measured a machine that was not
+    /// all there.
+    steal_secs: f64,
 }
 
 /// Latency, sequential, raw and server samples alternating so both see the
@@ -734,6 +738,23 @@ async fn run_all(
     Ok(())
 }
 
+/// Steal time so far, in seconds (USER_HZ is 100).
+fn steal_secs() -> f64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let v = s
+                .lines()
+                .next()?
+                .split_whitespace()
+                .nth(8)?
+                .parse::<u64>()
+                .ok()?;
+            Some(v as f64 / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 {
         format!("{:.3}", a / b)
@@ -955,13 +976,19 @@ async fn main() -> Result<(), Error> {
         template: SandboxTemplate::from_config(&config),
         ids: Vec::new(),
     };
+    let steal = steal_secs();
     let result = run_all(&args, &podman, &servers, &mut raw, &mut r).await;
+    r.steal_secs = steal_secs() - steal;
     raw.remove_all().await;
     servers.server.stop();
     servers.pooled.stop();
     servers.fallback.stop();
     result?;
     print(&r);
+    println!(
+        "\nCPU stolen by the hypervisor during the run: {:.1} s",
+        r.steal_secs
+    );
     if let Some(dir) = args.json.parent() {
         std::fs::create_dir_all(dir)?;
     }
