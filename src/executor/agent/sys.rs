@@ -72,7 +72,8 @@ pub const ECHILD: i32 = 10;
 pub const EINTR: i32 = 4;
 pub const POSIX_SPAWN_SETSIGDEF: c_short = 0x04;
 pub const POSIX_SPAWN_SETSIGMASK: c_short = 0x08;
-/// glibc 2.26+, musl 1.1.24+.
+/// glibc 2.26+ (the agent links its libc statically, so the build
+/// machine's counts), and current musl.
 pub const POSIX_SPAWN_SETSID: c_short = 0x80;
 pub const SYS_CLOSE_RANGE: c_long = 436;
 pub const CLOSE_RANGE_CLOEXEC: c_uint = 4;
