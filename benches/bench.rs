@@ -610,15 +610,7 @@ async fn command_secs(url: &str, command: &str) -> Result<f64, Error> {
 /// pay for the one before it rather than for itself.
 async fn settle() {
     fn busy_idle() -> Option<(u64, u64)> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let cpu: Vec<u64> = stat
-            .lines()
-            .next()?
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|v| v.parse().ok())
-            .collect();
-        // user nice system idle iowait irq softirq steal
+        let cpu = cpu_ticks()?;
         let idle = cpu.get(3)? + cpu.get(4)?;
         let total: u64 = cpu.iter().take(8).sum();
         Some((total - idle, idle))
@@ -738,21 +730,26 @@ async fn run_all(
     Ok(())
 }
 
-/// Steal time so far, in seconds (USER_HZ is 100).
+/// The machine's CPU time counters from /proc/stat's first line, in
+/// USER_HZ ticks (100 a second): user nice system idle iowait irq softirq
+/// steal ...
+fn cpu_ticks() -> Option<Vec<u64>> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    Some(
+        stat.lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect(),
+    )
+}
+
+/// Steal time so far, in seconds.
 fn steal_secs() -> f64 {
-    std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|s| {
-            let v = s
-                .lines()
-                .next()?
-                .split_whitespace()
-                .nth(8)?
-                .parse::<u64>()
-                .ok()?;
-            Some(v as f64 / 100.0)
-        })
-        .unwrap_or(0.0)
+    cpu_ticks()
+        .and_then(|c| c.get(7).copied())
+        .map_or(0.0, |v| v as f64 / 100.0)
 }
 
 fn ratio(a: f64, b: f64) -> String {

@@ -246,7 +246,7 @@ fn check(what: &str, rc: c_int) -> Result<(), String> {
     }
 }
 
-pub(super) fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as c_int; 2];
     // SAFETY: fds is a valid 2-element array.
     if unsafe { sys::pipe2(fds.as_mut_ptr(), sys::O_CLOEXEC) } < 0 {
