@@ -78,6 +78,13 @@ struct Args {
         default_value = "localhost/pod_exec_mcp_base:latest"
     )]
     image: String,
+    /// Only the server's throughput phase, this many times (for studying
+    /// its tail); prints one line per round and writes no report.
+    #[arg(long, default_value_t = 0)]
+    only_concurrency: usize,
+    /// Extra server environment for --only-concurrency, as NAME=VALUE.
+    #[arg(long = "server-env")]
+    server_env: Vec<String>,
     /// Accepted for `cargo bench` compatibility.
     #[arg(long, hide = true)]
     bench: bool,
@@ -188,9 +195,21 @@ async fn raw_exec(podman: &PodmanClient, id: &str, command: &str) -> Result<Dura
     while let Some(chunk) = stream.next_chunk().await {
         chunk?;
     }
-    podman.inspect_exec(&exec_id).await?;
+    match podman.inspect_exec(&exec_id).await {
+        Ok(_) => {}
+        // Under heavy load Podman can forget an exec session before it is
+        // inspected (past `exit_command_delay`): the exec ran to EOF, so
+        // its time counts, and the run reports how often this happened.
+        Err(e) if e.is_not_found() => {
+            RAW_FORGOTTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(t.elapsed())
 }
+
+/// Raw execs whose session Podman had forgotten by their inspect.
+static RAW_FORGOTTEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 // ---- the server ---------------------------------------------------------------------
 
@@ -324,6 +343,7 @@ struct Report {
     raw_throughput_cps: f64,
     /// Why the raw concurrency phase failed, if it did.
     raw_concurrency_error: Option<String>,
+    raw_forgotten_inspects: usize,
     server_concurrent_warm: Stats,
     server_throughput_cps: f64,
     rss_idle_kib: u64,
@@ -505,9 +525,8 @@ async fn concurrency_phase(
     if ids.len() < args.sessions {
         return Err("need as many raw containers as sessions: raise --samples".into());
     }
-    // At high concurrency the raw floor itself can fail (Podman forgets an
-    // exec session that is inspected later than `exit_command_delay`):
-    // that is recorded, and the server is still measured.
+    // At high concurrency the raw floor itself can fail: that is recorded,
+    // and the server is still measured.
     settle().await;
     match drive(&ids, args.calls, |id| raw_exec(podman, id, &args.command)).await {
         Ok((all, cps)) => {
@@ -890,6 +909,12 @@ fn print(r: &Report) {
     if let Some(e) = &r.raw_concurrency_error {
         println!("raw concurrency phase failed: {e}");
     }
+    if r.raw_forgotten_inspects > 0 {
+        println!(
+            "raw execs whose session Podman forgot before the inspect (timed to EOF): {}",
+            r.raw_forgotten_inspects
+        );
+    }
     figure("RSS idle (KiB; <= 15360)", r.rss_idle_kib, "");
     figure(
         format!(
@@ -961,6 +986,9 @@ async fn main() -> Result<(), Error> {
         calls_per_session: args.calls,
         ..Default::default()
     };
+    if args.only_concurrency > 0 {
+        return only_concurrency(&args).await;
+    }
     let t = Instant::now();
     let servers = Servers {
         server: ServerProc::start(&args.image, &[])?,
@@ -968,14 +996,22 @@ async fn main() -> Result<(), Error> {
         fallback: ServerProc::start(&args.image, &[("POD_EXEC_EXECUTOR", "off")])?,
     };
     let config = Config::try_parse_from(["pod_exec_mcp", "--image", &args.image])?;
+    // Adapted to this Podman as the server adapts its own (user
+    // namespace, cgroup parent), so the floor's containers sit where the
+    // server's do.
+    let mut template = SandboxTemplate::from_config(&config);
+    template
+        .adapt_to(&podman, &podman.info().await?, &Identity::current())
+        .await?;
     let mut raw = RawContainers {
         podman: podman.clone(),
-        template: SandboxTemplate::from_config(&config),
+        template,
         ids: Vec::new(),
     };
     let steal = steal_secs();
     let result = run_all(&args, &podman, &servers, &mut raw, &mut r).await;
     r.steal_secs = steal_secs() - steal;
+    r.raw_forgotten_inspects = RAW_FORGOTTEN.load(std::sync::atomic::Ordering::Relaxed);
     raw.remove_all().await;
     servers.server.stop();
     servers.pooled.stop();
@@ -996,4 +1032,48 @@ async fn main() -> Result<(), Error> {
         t.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// `--only-concurrency N`: the server's S x M phase, N rounds.
+async fn only_concurrency(args: &Args) -> Result<(), Error> {
+    let envs: Vec<(&str, &str)> = args
+        .server_env
+        .iter()
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    let server = ServerProc::start(&args.image, &envs)?;
+    let result = async {
+        let mut clients = Vec::new();
+        for _ in 0..args.sessions {
+            let c = connect(&server.url).await?;
+            call(&c, &args.command).await?;
+            clients.push(c);
+        }
+        for round in 0..args.only_concurrency {
+            settle().await;
+            let steal = steal_secs();
+            let (all, cps) = drive(&clients, args.calls, |c| async move {
+                let t = Instant::now();
+                call(c, &args.command).await?;
+                Ok(t.elapsed())
+            })
+            .await?;
+            let s = stats(&all);
+            println!(
+                "round {round}: {cps:.0} calls/s  p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1} ms  stolen {:.2} s",
+                s.p50_ms,
+                s.p90_ms,
+                s.p99_ms,
+                s.max_ms,
+                steal_secs() - steal
+            );
+        }
+        for c in clients {
+            c.cancel().await?;
+        }
+        Ok::<_, Error>(())
+    }
+    .await;
+    server.stop();
+    result
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::podman::{Endpoint, EndpointError};
+pub use crate::sandbox::cgroup::CgroupParent;
 
 /// pod_exec_mcp: an MCP server that gives each client session its own
 /// Podman container and a `shell_exec` tool to run commands in it.
@@ -114,6 +115,15 @@ pub struct Config {
     /// starve the other sandboxes or the server.
     #[arg(long, env = "POD_EXEC_CPUS", default_value_t = 1.0, value_parser = parse_cpus)]
     pub cpus: f64,
+
+    /// Where each session container's cgroup goes, which decides the share
+    /// of a busy host's CPU sandboxes compete for: "auto" (on a rootful
+    /// cgroupfs Podman, each sandbox at the top of the hierarchy, weighing
+    /// like one host process instead of all sandboxes together weighing as
+    /// one; Podman's default elsewhere), "podman" (Podman's default), an
+    /// absolute cgroupfs path, or a systemd slice.
+    #[arg(long, env = "POD_EXEC_CGROUP_PARENT", default_value = "auto", value_parser = CgroupParent::parse)]
+    pub cgroup_parent: CgroupParent,
 
     /// Open-file limit (RLIMIT_NOFILE, soft and hard) of each session
     /// container; 0 leaves Podman's default. Must not exceed the hard limit

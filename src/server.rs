@@ -68,6 +68,9 @@ pub enum StartupError {
         /// Why.
         source: std::io::Error,
     },
+    /// POD_EXEC_CGROUP_PARENT does not suit this Podman.
+    #[error("{0}")]
+    CgroupParent(String),
     /// No Podman API answers.
     #[error(
         "cannot reach the Podman API at {endpoint} ({detail}); start it with \
@@ -223,11 +226,15 @@ impl Server {
         );
         let mut template =
             SandboxTemplate::from_config(&config).with_kubeconfig(profiles.kube_mount().cloned());
-        template.adapt_to(&quick, &host, &me).await;
+        template
+            .adapt_to(&quick, &host, &me)
+            .await
+            .map_err(StartupError::CgroupParent)?;
         let volume = executor_volume(&podman, &config, &template, &me).await;
         let template = template.with_executor_volume(volume);
         info!(
             userns = ?template.hardening().userns(),
+            cgroup_parent = template.cgroup_parent().unwrap_or("(Podman's default)"),
             "sandbox confinement"
         );
         let limits = Limits {

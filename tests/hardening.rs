@@ -434,18 +434,24 @@ async fn p50_true(client: &Client, n: usize) -> f64 {
     ms[n / 2]
 }
 
-/// A value of a container's cgroup (v1 controller `controller`), read on
-/// the host.
-fn cgroup_value(pid: i64, controller: &str, file: &str) -> Option<u64> {
+/// The cgroup of process `pid` for v1 controller `controller`, as the
+/// host sees it.
+fn cgroup_path(pid: i64, controller: &str) -> Option<String> {
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let path = cg.lines().find_map(|l| {
+    cg.lines().find_map(|l| {
         let mut f = l.splitn(3, ':');
         let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
         ctrls
             .split(',')
             .any(|c| c == controller)
             .then(|| path.to_owned())
-    })?;
+    })
+}
+
+/// A value of a container's cgroup (v1 controller `controller`), read on
+/// the host.
+fn cgroup_value(pid: i64, controller: &str, file: &str) -> Option<u64> {
+    let path = cgroup_path(pid, controller)?;
     std::fs::read_to_string(format!("/sys/fs/cgroup/{controller}{path}/{file}"))
         .ok()?
         .trim()
@@ -569,4 +575,96 @@ async fn bad_mount_fails_at_start_up() {
     let (status, stderr, _) = server::start_failure(&[("POD_EXEC_USERNS", "map:0:65536")]);
     assert!(!status.success());
     assert!(stderr.contains("host root"), "{stderr}");
+}
+
+/// A server with POD_EXEC_CGROUP_PARENT=`setting`: its session container
+/// and that container's cgroup (checked to hold the container's own CPU
+/// quota and pids limit). The server is gone when this returns.
+async fn sandbox_cgroup(podman: &PodmanClient, setting: &str) -> (ContainerInspect, String) {
+    let srv = server::start(&[("POD_EXEC_CGROUP_PARENT", setting)]);
+    let client = connect(&srv.url).await;
+    let info = session_container(podman, &srv, &client).await;
+    let pid = info.state.pid;
+    let path = cgroup_path(pid, "cpu").expect("the sandbox's cpu cgroup");
+    eprintln!(
+        "{setting}: CgroupParent {} cgroup {path}",
+        info.host_config["CgroupParent"]
+    );
+    assert_eq!(cgroup_value(pid, "cpu", "cpu.cfs_quota_us"), Some(100_000));
+    assert_eq!(cgroup_value(pid, "pids", "pids.max"), Some(1024));
+    assert_eq!(cgroup_path(pid, "pids").as_deref(), Some(path.as_str()));
+    client.cancel().await.expect("close the session");
+    (info, path)
+}
+
+/// Where a session container's cgroup sits, and that its limits hold
+/// there: under the default `auto` on a rootful cgroupfs Podman each
+/// sandbox is at the top of the hierarchy (not all together in one
+/// `/libpod_parent`, which weighs as one host process); `podman` keeps
+/// Podman's default; a path is taken as given; a parent the cgroup manager
+/// does not take stops the server at start-up.
+#[tokio::test]
+async fn cgroup_parent_places_sandboxes_where_configured() {
+    let _machine = MACHINE.read().await;
+    let podman = live_podman().await;
+    let host = podman.info().await.expect("GET /libpod/info");
+    assert!(
+        !host.rootless && host.cgroup_manager == "cgroupfs" && host.cgroup_version == "v1",
+        "this test reads v1 cgroups of a rootful cgroupfs Podman; this one is {host:?}"
+    );
+    // Podman's default first: it also tells where this Podman's own
+    // hierarchy starts as the host sees it ("" here; a Podman in a
+    // container has the container's cgroup as its root).
+    let (info, path) = sandbox_cgroup(&podman, "podman").await;
+    assert_eq!(info.host_config["CgroupParent"], "");
+    let root = path
+        .strip_suffix(&format!("/libpod_parent/libpod-{}", info.id))
+        .unwrap_or_else(|| panic!("Podman's default is /libpod_parent: {path}"))
+        .to_owned();
+
+    let (info, path) = sandbox_cgroup(&podman, "auto").await;
+    assert_eq!(info.host_config["CgroupParent"], "/");
+    assert_eq!(path, format!("{root}/libpod-{}", info.id));
+
+    let parent = format!("/{}", unique("pod_exec_test_"));
+    let (info, path) = sandbox_cgroup(&podman, &parent).await;
+    assert_eq!(info.host_config["CgroupParent"], parent.as_str());
+    assert_eq!(path, format!("{root}{parent}/libpod-{}", info.id));
+    // Podman leaves the parent it made behind (as it does /libpod_parent):
+    // remove what is empty once the container is gone.
+    let instance = info.labels()["pod-exec-mcp.instance"].clone();
+    wait_for(Duration::from_secs(10), "the container removed", || async {
+        server::containers_of(&podman, &instance).await.is_empty()
+    })
+    .await;
+    // Its conmon may still be leaving that parent's conmon group: retry.
+    let rel = format!("{root}{parent}");
+    let dirs: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+        .expect("/sys/fs/cgroup")
+        .flatten()
+        .map(|d| d.path().join(rel.trim_start_matches('/')))
+        .filter(|p| p.exists())
+        .collect();
+    wait_for(
+        Duration::from_secs(10),
+        "the test parent's cgroups removed",
+        || async {
+            for p in &dirs {
+                let _ = std::fs::remove_dir(p.join("conmon"));
+                let _ = std::fs::remove_dir(p);
+            }
+            dirs.iter().all(|p| !p.exists())
+        },
+    )
+    .await;
+
+    let (status, stderr, took) =
+        server::start_failure(&[("POD_EXEC_CGROUP_PARENT", "machine.slice")]);
+    assert!(!status.success());
+    assert!(stderr.contains("takes an absolute path"), "{stderr}");
+    assert!(!stderr.contains("serving MCP"), "{stderr}");
+    assert!(took < Duration::from_secs(5));
+    let (status, stderr, _) = server::start_failure(&[("POD_EXEC_CGROUP_PARENT", "a/../b")]);
+    assert!(!status.success());
+    assert!(stderr.contains("not a cgroup parent"), "{stderr}");
 }

@@ -49,6 +49,9 @@ pub struct ContainerSpec {
     /// Hostname.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// Parent cgroup (a path for cgroupfs, a slice for systemd).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
     /// cgroup limits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_limits: Option<ResourceLimits>,

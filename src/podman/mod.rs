@@ -117,6 +117,9 @@ pub struct HostInfo {
     /// `host.cgroupVersion`: "v1" or "v2". Rootless Podman on v1 cannot set
     /// memory, pids or CPU limits and drops them without an error.
     pub cgroup_version: String,
+    /// `host.cgroupManager`: "cgroupfs" or "systemd" (which parent cgroup
+    /// paths it takes).
+    pub cgroup_manager: String,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +136,8 @@ struct InfoHost {
     oci_runtime: InfoRuntime,
     #[serde(rename = "cgroupVersion", default)]
     cgroup_version: String,
+    #[serde(rename = "cgroupManager", default)]
+    cgroup_manager: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -284,6 +289,7 @@ impl PodmanClient {
             rootless: reply.host.security.rootless,
             oci_runtime: reply.host.oci_runtime.name,
             cgroup_version: reply.host.cgroup_version,
+            cgroup_manager: reply.host.cgroup_manager,
         })
     }
 

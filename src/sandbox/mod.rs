@@ -7,6 +7,7 @@
 
 mod agent_run;
 mod capacity;
+pub mod cgroup;
 pub mod handles;
 pub mod hardening;
 pub mod output;

@@ -3,7 +3,7 @@
 
 use tracing::warn;
 
-use crate::config::{Config, DEFAULT_USERNS, UsernsMode};
+use crate::config::{CgroupParent, Config, DEFAULT_USERNS, UsernsMode};
 use crate::podman::{
     ContainerSpec, ExecConfig, HostInfo, MemoryLimit, Namespace, PidsLimit, PodmanClient,
     ResourceLimits,
@@ -24,6 +24,10 @@ pub struct SandboxTemplate {
     executor_volume: Option<String>,
     /// The kubeconfig (k8s profile), mounted read-only when set.
     kube: Option<crate::profiles::KubeMount>,
+    /// As configured; [`SandboxTemplate::adapt_to`] resolves it.
+    cgroup_choice: CgroupParent,
+    /// The parent cgroup in each spec (`None`: Podman's default).
+    cgroup_parent: Option<String>,
 }
 
 impl SandboxTemplate {
@@ -37,6 +41,8 @@ impl SandboxTemplate {
             hardening: Hardening::from_config(c),
             executor_volume: None,
             kube: None,
+            cgroup_choice: c.cgroup_parent.clone(),
+            cgroup_parent: None,
         }
         .with_read_only_mode(c.read_only)
     }
@@ -88,11 +94,21 @@ impl SandboxTemplate {
     /// rootless Podman; and when `auto` was asked for, a probe create (the
     /// container is removed at once, never started) checks that Podman has
     /// subordinate ids for it. Without them, sandboxes fall back to the
-    /// default fixed mapping, with a warning: still not host root.
-    pub async fn adapt_to(&mut self, podman: &PodmanClient, host: &HostInfo, me: &Identity) {
+    /// default fixed mapping, with a warning: still not host root. The
+    /// cgroup parent is resolved for this Podman's cgroup manager.
+    ///
+    /// # Errors
+    /// A configured cgroup parent this Podman's cgroup manager does not take.
+    pub async fn adapt_to(
+        &mut self,
+        podman: &PodmanClient,
+        host: &HostInfo,
+        me: &Identity,
+    ) -> Result<(), String> {
+        self.cgroup_parent = self.cgroup_choice.resolve(host)?;
         self.hardening.adapt_to(host);
         if self.hardening.userns() != Some(UsernsMode::Auto) {
-            return;
+            return Ok(());
         }
         let name = format!("pod-exec-probe-{}", crate::random_hex(6));
         let spec = self.spec(&name, &crate::random_hex(6), "probe", me);
@@ -109,6 +125,12 @@ impl SandboxTemplate {
                 self.hardening.set_userns(Some(UsernsMode::default_map()));
             }
         }
+        Ok(())
+    }
+
+    /// The parent cgroup each sandbox gets (`None`: Podman's default).
+    pub fn cgroup_parent(&self) -> Option<&str> {
+        self.cgroup_parent.as_deref()
     }
 
     /// The image sandboxes run.
@@ -155,6 +177,7 @@ impl SandboxTemplate {
             });
         }
         self.hardening.apply(&mut spec);
+        spec.cgroup_parent = self.cgroup_parent.clone();
         if let Some(k) = &self.kube {
             spec.mounts.push(crate::podman::Mount::bind(
                 &k.source.to_string_lossy(),
