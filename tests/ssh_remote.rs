@@ -404,3 +404,47 @@ async fn insecure_host_key_is_accepted_with_a_warning() {
     .await;
     let _ = std::fs::remove_dir_all(local_dir);
 }
+
+/// A SIGKILLed server runs no cleanup: its ssh dies with it (PDEATHSIG)
+/// and the next server that starts a forward removes its directory.
+#[tokio::test]
+async fn a_killed_servers_forward_directory_is_removed_by_the_next_one() {
+    let socket = podman_socket().await;
+    let sshd = start_sshd();
+    let host = ssh_host(&sshd, &socket);
+    let key = sshd.path("client_key");
+    let known = sshd.path("known_hosts");
+    let envs = [
+        ("CONTAINER_HOST", host.as_str()),
+        ("CONTAINER_SSHKEY", key.to_str().expect("utf-8")),
+        ("POD_EXEC_SSH_KNOWN_HOSTS", known.to_str().expect("utf-8")),
+    ];
+    let mut first = server::start(&envs);
+    let logs = first.logs();
+    let local = PathBuf::from(
+        field(&logs, "ssh forward up", "local=").unwrap_or_else(|| panic!("local= in {logs}")),
+    );
+    let dir = local.parent().expect("the socket's directory").to_owned();
+    let ssh = children(first.pid(), "ssh");
+    assert_eq!(ssh.len(), 1, "{ssh:?}");
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(5)).expect("killed");
+    wait_for(Duration::from_secs(5), "ssh to die with its server", || {
+        let gone = !Path::new(&format!("/proc/{}", ssh[0])).exists()
+            || std::fs::read_to_string(format!("/proc/{}/stat", ssh[0]))
+                .is_ok_and(|s| s.contains(") Z "));
+        async move { gone }
+    })
+    .await;
+    assert!(
+        dir.exists(),
+        "{} is what a killed server leaves",
+        dir.display()
+    );
+
+    let second = server::start(&envs);
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    let client = connect(&second.url).await;
+    assert_eq!(run(&client, "echo ok").await.output, "ok\n");
+    client.cancel().await.expect("close");
+}

@@ -319,3 +319,155 @@ async fn stdio_answers_discover_and_a_stateless_call_with_protocol_only_on_stdou
         "the stdio sandbox outlived the process"
     );
 }
+
+/// An open SSE stream read raw: its `message` events as JSON.
+struct SseStream {
+    conn: tokio::net::TcpStream,
+    got: String,
+    addr: String,
+    session: String,
+}
+
+impl SseStream {
+    async fn open(addr: &str) -> SseStream {
+        use tokio::io::AsyncWriteExt;
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(
+            b"GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n",
+        )
+        .await
+        .expect("write");
+        let mut s = SseStream {
+            conn,
+            got: String::new(),
+            addr: addr.to_owned(),
+            session: String::new(),
+        };
+        let line = s.until("sessionId=").await;
+        s.session = line
+            .split("sessionId=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .expect("the endpoint event's session")
+            .to_owned();
+        s
+    }
+
+    /// Reads until `what` has arrived; returns the text from there to the
+    /// end of its line and consumes everything up to it.
+    async fn until(&mut self, what: &str) -> String {
+        use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut buf = vec![0u8; 16384];
+        loop {
+            if let Some(at) = self.got.find(what)
+                && let Some(end) = self.got[at..].find('\n')
+            {
+                let line = self.got[at..at + end].to_owned();
+                self.got.drain(..at + end);
+                return line;
+            }
+            let n = tokio::time::timeout_at(deadline, self.conn.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("no {what:?} on the stream in time: {}", self.got))
+                .expect("read");
+            assert!(n > 0, "the stream ended: {}", self.got);
+            self.got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+
+    /// The next message event's JSON.
+    async fn next(&mut self) -> Value {
+        let line = self.until("data: {").await;
+        serde_json::from_str(line.trim_start_matches("data: ")).expect("JSON data")
+    }
+
+    /// The next message answering request `id`.
+    async fn answer(&mut self, id: u64) -> Value {
+        loop {
+            let m = self.next().await;
+            if m["id"] == id && (m.get("result").is_some() || m.get("error").is_some()) {
+                return m;
+            }
+        }
+    }
+
+    async fn post(&self, body: Value) {
+        let body = body.to_string();
+        let r = raw(
+            &self.addr,
+            &format!(
+                "POST /messages?sessionId={} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                self.session,
+                body.len()
+            ),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 202"), "{r}");
+    }
+
+    async fn call(&self, id: u64, command: &str) {
+        self.post(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "shell_exec", "arguments": {"command": command}}}))
+            .await;
+    }
+}
+
+/// Over SSE as over /mcp: a request whose id is still in flight gets an
+/// error at once and the first still gets its own answer; an answered or
+/// cancelled request's id is free again.
+#[tokio::test]
+async fn sse_duplicate_request_ids_are_refused_until_answered_or_cancelled() {
+    let _podman = live_podman().await;
+    let srv = server::start(&[("POD_EXEC_SSE", "1")]);
+    let addr = srv
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_owned();
+    let mut sse = SseStream::open(&addr).await;
+    sse.post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2024-11-05", "capabilities": {},
+        "clientInfo": {"name": "raw-sse", "version": "0"}}}),
+    )
+    .await;
+    assert!(sse.answer(1).await.get("result").is_some());
+    sse.post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await;
+
+    sse.call(5, "sleep 2; echo first").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sse.call(5, "echo second").await;
+    let t = std::time::Instant::now();
+    let dup = sse.answer(5).await;
+    assert_eq!(dup["error"]["code"], -32600, "{dup}");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let first = sse.answer(5).await;
+    assert_eq!(
+        first["result"]["structuredContent"]["output"], "first\n",
+        "{first}"
+    );
+    sse.call(5, "echo again").await;
+    let again = sse.answer(5).await;
+    assert_eq!(
+        again["result"]["structuredContent"]["output"], "again\n",
+        "{again}"
+    );
+
+    // Cancelled: no answer comes, and the id may be used again.
+    sse.call(7, "sleep 30").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sse.post(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 7, "reason": "test"}}),
+    )
+    .await;
+    sse.call(7, "echo after-cancel").await;
+    let after = sse.answer(7).await;
+    assert_eq!(
+        after["result"]["structuredContent"]["output"], "after-cancel\n",
+        "{after}"
+    );
+}

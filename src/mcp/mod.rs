@@ -5,7 +5,7 @@
 mod exec;
 mod handles;
 mod profiles;
-mod replies;
+pub(crate) mod replies;
 pub mod session;
 
 use std::sync::Arc;

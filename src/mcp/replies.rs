@@ -32,6 +32,17 @@ pub fn duplicate_id(id: RequestId) -> ServerJsonRpcMessage {
     )
 }
 
+/// The error for a request beyond what one stream may have unanswered.
+pub fn too_many_in_flight(id: RequestId) -> ServerJsonRpcMessage {
+    ServerJsonRpcMessage::error(
+        ErrorData::invalid_request(
+            "too many requests in flight in this session; wait for answers",
+            None,
+        ),
+        Some(id),
+    )
+}
+
 /// A response stream that ends with an error for `id` when it ends
 /// without the response, or when the server stops (`stop` fires) before
 /// the response came: the client gets an answer instead of a stream cut

@@ -104,8 +104,10 @@ impl SandboxManager {
                     .is_some_and(|o| owner::liveness(o, me.as_deref()) == Liveness::Dead)
             })
             .collect();
+        // Retried like every removal: under load Podman 4.3 can fail one
+        // with "device or resource busy" (the container's shm mount).
         let removes = stale.iter().map(|c| async {
-            let r = self.inner.podman.remove_container(&c.id, true).await;
+            let r = self.remove_retrying(&c.id).await;
             if let Err(e) = &r {
                 warn!(container = %c.id, "could not remove stale container: {e}");
             }

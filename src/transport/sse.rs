@@ -5,9 +5,9 @@
 //! lives as long as the stream. Deprecated by the protocol and gone from
 //! rmcp (0.11); kept small, on rmcp's sink/stream transport, behind the same
 //! authentication gate as /mcp (http.rs) and with the same Host/Origin
-//! rules.
+//! rules, and, as /mcp, an error for a request whose id is still in flight.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -20,7 +20,9 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Frame, Incoming};
 use rmcp::ServiceExt;
-use rmcp::model::{ClientJsonRpcMessage, GetExtensions, ServerJsonRpcMessage};
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientNotification, GetExtensions, RequestId, ServerJsonRpcMessage,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, info};
@@ -38,11 +40,35 @@ pub const MESSAGES_PATH: &str = "/messages";
 const MAX_BODY: usize = 4 * 1024 * 1024;
 /// A comment line this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Most requests one stream may have unanswered (far above what the
+/// sandbox's call queue admits).
+const MAX_IN_FLIGHT: usize = 1024;
 
-/// One open stream: where its requests go, and whose it is.
+/// One open stream: where its requests go, whose it is, and the ids of its
+/// requests not answered yet (as over /mcp, a second request with one of
+/// them gets an error rather than a reply that would answer both).
 struct Stream {
     to_server: futures::channel::mpsc::Sender<ClientJsonRpcMessage>,
     caller: Caller,
+    in_flight: InFlight,
+    /// Errors the hub itself answers with, onto the stream.
+    refusals: mpsc::Sender<ServerJsonRpcMessage>,
+}
+
+type InFlight = Arc<Mutex<HashSet<RequestId>>>;
+
+fn ids(set: &InFlight) -> std::sync::MutexGuard<'_, HashSet<RequestId>> {
+    set.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The request a server message answers, if it is an answer.
+fn answers(m: &ServerJsonRpcMessage) -> Option<&RequestId> {
+    match m {
+        ServerJsonRpcMessage::Response(r) => Some(&r.id),
+        ServerJsonRpcMessage::Error(e) => e.id.as_ref(),
+        _ => None,
+    }
 }
 
 /// The open SSE sessions.
@@ -109,8 +135,17 @@ impl SseHub {
         let (to_server, from_client) = futures::channel::mpsc::channel::<ClientJsonRpcMessage>(16);
         let (to_client, mut from_server) =
             futures::channel::mpsc::channel::<ServerJsonRpcMessage>(16);
-        self.streams()
-            .insert(id.clone(), Stream { to_server, caller });
+        let (refusals, mut refused) = mpsc::channel::<ServerJsonRpcMessage>(16);
+        let in_flight = InFlight::default();
+        self.streams().insert(
+            id.clone(),
+            Stream {
+                to_server,
+                caller,
+                in_flight: in_flight.clone(),
+                refusals,
+            },
+        );
         let ct = self.shutdown.child_token();
         let handler = PodExecServer::for_session(
             self.shared.clone(),
@@ -157,14 +192,22 @@ impl SseHub {
                 let event = tokio::select! {
                     _ = writer_ct.cancelled() => break,
                     _ = tick.tick() => Bytes::from_static(b": keep-alive\n\n"),
+                    m = refused.recv() => match m.as_ref().map(event) {
+                        Some(Some(e)) => e,
+                        Some(None) => continue,
+                        None => break,
+                    },
                     m = from_server.next() => match m {
-                        Some(m) => match serde_json::to_string(&m) {
-                            Ok(json) => Bytes::from(format!("event: message\ndata: {json}\n\n")),
-                            Err(e) => {
-                                debug!("SSE: cannot encode a message: {e}");
-                                continue;
+                        Some(m) => {
+                            // Answered: the id is free again.
+                            if let Some(rid) = answers(&m) {
+                                ids(&in_flight).remove(rid);
                             }
-                        },
+                            match event(&m) {
+                                Some(e) => e,
+                                None => continue,
+                            }
+                        }
                         None => break,
                     },
                 };
@@ -193,15 +236,17 @@ impl SseHub {
         let Some(id) = session_param(req.uri().query().unwrap_or("")) else {
             return plain(StatusCode::BAD_REQUEST, "sessionId is missing\n");
         };
-        let sender = {
+        let stream = {
             let streams = self.streams();
             match streams.get(&id) {
                 // Another caller's stream is as unknown as a closed one.
-                Some(s) if s.caller == caller => Some(s.to_server.clone()),
+                Some(s) if s.caller == caller => {
+                    Some((s.to_server.clone(), s.in_flight.clone(), s.refusals.clone()))
+                }
                 _ => None,
             }
         };
-        let Some(mut sender) = sender else {
+        let Some((mut sender, in_flight, refusals)) = stream else {
             return plain(StatusCode::NOT_FOUND, "unknown or closed session\n");
         };
         let (mut parts, body) = req.into_parts();
@@ -216,6 +261,32 @@ impl SseHub {
                 return plain(StatusCode::BAD_REQUEST, "not a JSON-RPC message\n");
             }
         };
+        // A cancelled request gets no answer (rmcp drops it): its id is free.
+        if let ClientJsonRpcMessage::Notification(n) = &message
+            && let ClientNotification::CancelledNotification(c) = &n.notification
+            && let Some(rid) = &c.params.request_id
+        {
+            ids(&in_flight).remove(rid);
+        }
+        if let ClientJsonRpcMessage::Request(r) = &message {
+            let refusal = {
+                let mut set = ids(&in_flight);
+                if set.contains(&r.id) {
+                    Some(crate::mcp::replies::duplicate_id(r.id.clone()))
+                } else if set.len() >= MAX_IN_FLIGHT {
+                    Some(crate::mcp::replies::too_many_in_flight(r.id.clone()))
+                } else {
+                    set.insert(r.id.clone());
+                    None
+                }
+            };
+            if let Some(refusal) = refusal {
+                return match refusals.send(refusal).await {
+                    Ok(()) => plain(StatusCode::ACCEPTED, "accepted\n"),
+                    Err(_) => plain(StatusCode::NOT_FOUND, "unknown or closed session\n"),
+                };
+            }
+        }
         // The tools read the caller from the request's Parts, as over /mcp.
         parts.extensions.insert(caller);
         match &mut message {
@@ -255,6 +326,17 @@ impl SseHub {
             }
         }
         Ok(())
+    }
+}
+
+/// One `message` event; `None` (logged) for what cannot be encoded.
+fn event(m: &ServerJsonRpcMessage) -> Option<Bytes> {
+    match serde_json::to_string(m) {
+        Ok(json) => Some(Bytes::from(format!("event: message\ndata: {json}\n\n"))),
+        Err(e) => {
+            debug!("SSE: cannot encode a message: {e}");
+            None
+        }
     }
 }
 
