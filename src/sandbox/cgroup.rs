@@ -8,8 +8,8 @@
 //! of the host (the server, each Podman thread, each conmon). At 50 busy
 //! sessions on two cores that one share is what the calls wait on, unfairly:
 //! measured with `cargo bench --bench bench -- --only-concurrency 5
-//! --sessions 50`, p99 180–250 ms at 650–730 calls/s under `/libpod_parent`,
-//! 80–95 ms at about 1,000 calls/s with each sandbox at the top (`/`).
+//! --sessions 50`, p99 152–259 ms in 10 rounds under `/libpod_parent`,
+//! 79–135 ms in 15 rounds with each sandbox at the top (`/`).
 //! So `auto` puts each sandbox's cgroup at the top there, where it weighs
 //! like one process; each keeps its own CPU quota, memory and pids limits.
 //! Under systemd, Podman's `machine.slice` is already one slice among
