@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const SOURCES: [&str; 8] = [
+const SOURCES: [&str; 11] = [
     "src/executor/agent_main.rs",
     "src/executor/agent/mod.rs",
     "src/executor/agent/output.rs",
@@ -17,7 +17,10 @@ const SOURCES: [&str; 8] = [
     "src/executor/agent/procs.rs",
     "src/executor/agent/spawn.rs",
     "src/executor/agent/sys.rs",
-    "src/executor/protocol.rs",
+    "src/executor/protocol/b64.rs",
+    "src/executor/protocol/frame.rs",
+    "src/executor/protocol/mod.rs",
+    "src/executor/protocol/request.rs",
 ];
 
 fn main() {

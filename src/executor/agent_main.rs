@@ -5,7 +5,7 @@
 // decoders of frames and encoders of requests, stays unused here).
 #![allow(dead_code)]
 
-#[path = "protocol.rs"]
+#[path = "protocol/mod.rs"]
 mod protocol;
 
 #[path = "agent/mod.rs"]
