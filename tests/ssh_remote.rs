@@ -210,19 +210,29 @@ fn field<'a>(logs: &'a str, line_has: &str, key: &str) -> Option<&'a str> {
     rest.split_whitespace().next()
 }
 
+/// The server's environment for a forward through `sshd` to `socket`
+/// with the right key and known_hosts.
+fn forward_env(sshd: &Sshd, socket: &Path) -> [(&'static str, String); 3] {
+    let path = |n: &str| sshd.path(n).to_str().expect("utf-8").to_owned();
+    [
+        ("CONTAINER_HOST", ssh_host(sshd, socket)),
+        ("CONTAINER_SSHKEY", path("client_key")),
+        ("POD_EXEC_SSH_KNOWN_HOSTS", path("known_hosts")),
+    ]
+}
+
+fn as_envs<'a>(owned: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    owned.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 #[tokio::test]
 async fn shell_exec_over_ssh_survives_a_killed_forward() {
     let socket = podman_socket().await;
     let sshd = start_sshd();
-    let host = ssh_host(&sshd, &socket);
-    let key = sshd.path("client_key");
-    let known = sshd.path("known_hosts");
+    let env = forward_env(&sshd, &socket);
+    let host = env[0].1.clone();
     let t = Instant::now();
-    let mut srv = server::start(&[
-        ("CONTAINER_HOST", host.as_str()),
-        ("CONTAINER_SSHKEY", key.to_str().expect("utf-8")),
-        ("POD_EXEC_SSH_KNOWN_HOSTS", known.to_str().expect("utf-8")),
-    ]);
+    let mut srv = server::start(&as_envs(&env));
     println!("server up over ssh in {:?}", t.elapsed());
     let logs = srv.logs();
     assert!(logs.contains("ssh forward up"), "{logs}");
@@ -411,14 +421,8 @@ async fn insecure_host_key_is_accepted_with_a_warning() {
 async fn a_killed_servers_forward_directory_is_removed_by_the_next_one() {
     let socket = podman_socket().await;
     let sshd = start_sshd();
-    let host = ssh_host(&sshd, &socket);
-    let key = sshd.path("client_key");
-    let known = sshd.path("known_hosts");
-    let envs = [
-        ("CONTAINER_HOST", host.as_str()),
-        ("CONTAINER_SSHKEY", key.to_str().expect("utf-8")),
-        ("POD_EXEC_SSH_KNOWN_HOSTS", known.to_str().expect("utf-8")),
-    ];
+    let env = forward_env(&sshd, &socket);
+    let envs = as_envs(&env);
     let mut first = server::start(&envs);
     let logs = first.logs();
     let local = PathBuf::from(

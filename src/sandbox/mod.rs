@@ -510,7 +510,6 @@ impl SandboxManager {
         )
     }
 
-
     /// Number of live sandboxes (for logs and tests).
     pub fn len(&self) -> usize {
         self.slots().map.len()
