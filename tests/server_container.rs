@@ -134,6 +134,50 @@ fn server_spec(socket: &std::path::Path, port: u16) -> ContainerSpec {
     spec
 }
 
+/// Creates and starts the server container `spec` and waits (up to
+/// `limit`) until an MCP client with the token gets through on `port`.
+async fn start_and_wait(
+    podman: &PodmanClient,
+    spec: &ContainerSpec,
+    port: u16,
+    limit: Duration,
+) -> (ContainerGuard, String) {
+    let id = podman.create_container(spec).await.expect("create");
+    let server = ContainerGuard::new(id, podman.endpoint().clone());
+    podman.start_container(&server.id).await.expect("start");
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    wait_for(limit, "the containerized server answers", || async {
+        let transport = rmcp::transport::StreamableHttpClientTransport::from_config(
+            rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                url.clone(),
+            )
+            .auth_header(TOKEN),
+        );
+        match rmcp::model::ClientConfig::default().serve(transport).await {
+            Ok(c) => {
+                let _ = c.cancel().await;
+                true
+            }
+            Err(_) => false,
+        }
+    })
+    .await;
+    (server, url)
+}
+
+/// The real, effective, saved and fs uids of host process `pid`, and its
+/// status text (for messages).
+fn host_uids(pid: i64) -> (Vec<String>, String) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    let uids = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    (uids, status)
+}
+
 #[tokio::test]
 async fn server_in_a_container_with_the_host_socket_mounted() {
     let podman = live_podman().await;
@@ -227,45 +271,12 @@ async fn server_in_a_container_with_the_host_socket_mounted() {
     let _mode = SocketMode::set(&socket, 0o660);
     let mut spec = spec_with(&[("POD_EXEC_AUTH_TOKEN", TOKEN.to_owned())]);
     spec.groups = vec!["0".into()];
-    let id = podman.create_container(&spec).await.expect("create");
-    let server = ContainerGuard::new(id, podman.endpoint().clone());
-    podman.start_container(&server.id).await.expect("start");
-
-    let url = format!("http://127.0.0.1:{port}/mcp");
-    wait_for(
-        Duration::from_secs(15),
-        "the containerized server answers",
-        || async {
-            let transport = rmcp::transport::StreamableHttpClientTransport::from_config(
-                rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
-                    url.clone(),
-                )
-                .auth_header(TOKEN),
-            );
-            match rmcp::model::ClientConfig::default().serve(transport).await {
-                Ok(c) => {
-                    let _ = c.cancel().await;
-                    true
-                }
-                Err(_) => false,
-            }
-        },
-    )
-    .await;
+    let (server, url) = start_and_wait(&podman, &spec, port, Duration::from_secs(15)).await;
 
     // The server process is the image's user, not root.
     let info = podman.inspect_container(&server.id).await.expect("inspect");
-    let status = std::fs::read_to_string(format!("/proc/{}/status", info.state.pid))
-        .expect("the server's /proc status");
-    let uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .map(|l| l.split_whitespace().collect::<Vec<_>>());
-    assert_eq!(
-        uid,
-        Some(vec!["10001"; 4]),
-        "the server runs as 10001: {status}"
-    );
+    let (uids, status) = host_uids(info.state.pid);
+    assert_eq!(uids, vec!["10001"; 4], "the server runs as 10001: {status}");
 
     let client = connect_with_token(&url, TOKEN).await;
     let r = run(&client, "echo from-sibling; hostname").await;
@@ -361,42 +372,12 @@ async fn server_in_a_container_as_a_user_with_the_users_rootless_socket() {
     spec.user = Some(format!("{uid}:{gid}"));
     spec.env
         .insert("POD_EXEC_AUTH_TOKEN".into(), TOKEN.to_owned());
-    let id = podman.create_container(&spec).await.expect("create");
-    let server = ContainerGuard::new(id, podman.endpoint().clone());
-    podman.start_container(&server.id).await.expect("start");
-
-    let url = format!("http://127.0.0.1:{port}/mcp");
-    wait_for(
-        Duration::from_secs(20),
-        "the containerized server answers",
-        || async {
-            let transport = rmcp::transport::StreamableHttpClientTransport::from_config(
-                rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
-                    url.clone(),
-                )
-                .auth_header(TOKEN),
-            );
-            match rmcp::model::ClientConfig::default().serve(transport).await {
-                Ok(c) => {
-                    let _ = c.cancel().await;
-                    true
-                }
-                Err(_) => false,
-            }
-        },
-    )
-    .await;
+    let (server, url) = start_and_wait(&podman, &spec, port, Duration::from_secs(20)).await;
 
     // The server process is the user on the host, and has no podman.
     let inspect = podman.inspect_container(&server.id).await.expect("inspect");
-    let status = std::fs::read_to_string(format!("/proc/{}/status", inspect.state.pid))
-        .expect("server status");
-    let host_uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().next())
-        .map(str::to_owned);
-    assert_eq!(host_uid, Some(uid.to_string()), "{status}");
+    let (uids, status) = host_uids(inspect.state.pid);
+    assert_eq!(uids.first(), Some(&uid.to_string()), "{status}");
     let r = common::sh(
         &podman,
         &server.id,
