@@ -9,10 +9,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::clients::{clients_dir, installed};
 use common::server::{ServerProcess, wait_for};
 use pod_exec_mcp::podman::PodmanClient;
 use serde_json::Value;
@@ -25,59 +26,17 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
 static HANDLE_TTL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const TOKEN: &str = "client-kinds-token-7c2d9e0f1a3b5c";
 
-fn clients_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-fn installed(rel: &str) -> PathBuf {
-    let path = clients_dir().join(rel);
-    assert!(
-        path.exists(),
-        "{} is missing: the MCP test clients are not installed.\n\
-         Run tests/clients/setup.sh (tests/run.sh does this), then run the tests again.",
-        path.display()
-    );
-    path
-}
-
-/// Runs a client in tests/clients in its own process group, killed (with
-/// its children) if it overruns; `logs` is shown on failure.
+/// Runs a client in tests/clients, bounded by [`CLIENT_TIMEOUT`]; `logs`
+/// is shown if it overruns.
 async fn run(
     program: &Path,
     args: &[&str],
     envs: &[(&str, &str)],
     logs: &dyn Fn() -> String,
 ) -> Output {
-    let what = format!("{} {}", program.display(), args.join(" "));
-    let t = Instant::now();
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .envs(envs.iter().copied())
-        .current_dir(clients_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let pid = child.id().expect("pid");
-    match tokio::time::timeout(CLIENT_TIMEOUT, child.wait_with_output()).await {
-        Ok(out) => {
-            let out = out.expect("wait");
-            eprintln!("{what} took {:?} ({})", t.elapsed(), out.status);
-            out
-        }
-        Err(_) => {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .status();
-            panic!(
-                "{what} did not finish within {CLIENT_TIMEOUT:?}\n{}",
-                logs()
-            );
-        }
-    }
+    common::clients::run(program, args, envs, CLIENT_TIMEOUT, logs)
+        .await
+        .out
 }
 
 /// The last stdout line as JSON, after checking the run succeeded.

@@ -10,9 +10,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::clients::installed;
 use common::server::{ServerProcess, wait_for};
 use pod_exec_mcp::podman::PodmanClient;
 use serde_json::Value;
@@ -21,23 +22,6 @@ use serde_json::Value;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How soon a container must go once its session has ended.
 const RELEASE_LIMIT: Duration = Duration::from_secs(10);
-
-fn clients_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-/// `path` under tests/clients, or a failure that says how to install it.
-fn installed(rel: &str) -> PathBuf {
-    let path = clients_dir().join(rel);
-    assert!(
-        path.exists(),
-        "{} is missing: the MCP test clients are not installed.\n\
-         Run tests/clients/setup.sh (it installs the Python SDK venvs and the MCP \
-         Inspector under tests/clients; tests/run.sh does this), then run the tests again.",
-        path.display()
-    );
-    path
-}
 
 /// A finished client run.
 struct Run {
@@ -84,48 +68,12 @@ async fn run_client_env(
     args: &[&str],
     envs: &[(&str, &str)],
 ) -> Run {
-    let what = format!(
-        "{} {}",
-        program
-            .strip_prefix(clients_dir())
-            .unwrap_or(program)
-            .display(),
-        args.join(" ")
-    );
-    let t = Instant::now();
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .envs(envs.iter().copied())
-        .current_dir(clients_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let pid = child.id().expect("child pid");
-    match tokio::time::timeout(CLIENT_TIMEOUT, child.wait_with_output()).await {
-        Ok(out) => {
-            let out = out.unwrap_or_else(|e| panic!("waiting for {what}: {e}"));
-            let run = Run {
-                out,
-                took: t.elapsed(),
-                what,
-            };
-            eprintln!("{} took {:?} ({})", run.what, run.took, run.out.status);
-            run
-        }
-        Err(_) => {
-            // The client and anything it started (npx/node spawn children).
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .status();
-            panic!(
-                "{what} did not finish within {CLIENT_TIMEOUT:?}: killed.\n--- server log\n{}",
-                server.logs()
-            );
-        }
+    let logs = || format!("--- server log\n{}", server.logs());
+    let r = common::clients::run(program, args, envs, CLIENT_TIMEOUT, &logs).await;
+    Run {
+        out: r.out,
+        took: r.took,
+        what: r.what,
     }
 }
 

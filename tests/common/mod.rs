@@ -3,6 +3,7 @@
 //! a test fails, run execs to completion.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod clients;
 pub mod mcp;
 pub mod server;
 
