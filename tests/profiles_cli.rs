@@ -6,9 +6,8 @@
 mod common;
 
 use common::live_podman;
-use common::mcp::{Client, connect, error_text, run};
+use common::mcp::{connect, error_text, ran, run, tool};
 use common::server;
-use rmcp::model::{CallToolRequestParams, CallToolResult};
 
 const PROFILES: &str = "\
 profiles:
@@ -33,26 +32,6 @@ fn profiles_file() -> String {
     let f = dir.join("profiles.yaml");
     std::fs::write(&f, PROFILES).expect("write");
     f.to_str().expect("path").to_owned()
-}
-
-async fn tool(c: &Client, name: &str, args: serde_json::Value) -> CallToolResult {
-    c.call_tool(
-        CallToolRequestParams::new(name.to_owned())
-            .with_arguments(args.as_object().cloned().unwrap_or_default()),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("call {name}: {e}"))
-}
-
-async fn ran(c: &Client, name: &str, command: &str) -> (String, i64, String) {
-    let r = tool(c, name, serde_json::json!({ "command": command })).await;
-    assert_ne!(r.is_error, Some(true), "{name} {command:?}: {r:?}");
-    let v = r.structured_content.expect("structuredContent");
-    (
-        v["output"].as_str().unwrap_or_default().to_owned(),
-        v["retval"].as_i64().expect("retval"),
-        v["command"].as_str().unwrap_or_default().to_owned(),
-    )
 }
 
 #[tokio::test]

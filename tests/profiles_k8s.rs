@@ -9,9 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::live_podman;
-use common::mcp::{Client, connect, error_text, run};
+use common::mcp::{Client, connect, error_text, ran, run, tool};
 use common::server::{self, ServerProcess};
-use rmcp::model::{CallToolRequestParams, CallToolResult, GetPromptRequestParams};
+use rmcp::model::GetPromptRequestParams;
 
 const K8S_IMAGE: &str = "localhost/pod_exec_mcp_k8s:latest";
 const PORT: u16 = 18080;
@@ -73,27 +73,6 @@ async fn start_fake_apiserver(c: &Client) {
     )
     .await;
     assert_eq!(r.retval, 0, "fake API server did not start: {}", r.output);
-}
-
-async fn tool(c: &Client, name: &str, args: serde_json::Value) -> CallToolResult {
-    c.call_tool(
-        CallToolRequestParams::new(name.to_owned())
-            .with_arguments(args.as_object().cloned().unwrap_or_default()),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("call {name}: {e}"))
-}
-
-/// A call that ran: (output, retval, command line).
-async fn ran(c: &Client, name: &str, command: &str) -> (String, i64, String) {
-    let r = tool(c, name, serde_json::json!({ "command": command })).await;
-    assert_ne!(r.is_error, Some(true), "{name} {command:?}: {r:?}");
-    let v = r.structured_content.expect("structuredContent");
-    (
-        v["output"].as_str().unwrap_or_default().to_owned(),
-        v["retval"].as_i64().expect("retval"),
-        v["command"].as_str().unwrap_or_default().to_owned(),
-    )
 }
 
 async fn refused(c: &Client, name: &str, command: &str) -> String {

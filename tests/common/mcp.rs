@@ -53,6 +53,28 @@ pub async fn call_args(client: &Client, args: serde_json::Value) -> CallToolResu
         .unwrap_or_else(|e| panic!("call shell_exec {command:?}: {e}"))
 }
 
+/// Calls tool `name` with `args`; panics if the request itself fails.
+pub async fn tool(c: &Client, name: &str, args: serde_json::Value) -> CallToolResult {
+    c.call_tool(
+        CallToolRequestParams::new(name.to_owned())
+            .with_arguments(args.as_object().cloned().unwrap_or_default()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("call {name}: {e}"))
+}
+
+/// A profile tool's call that ran: (output, retval, command line).
+pub async fn ran(c: &Client, name: &str, command: &str) -> (String, i64, String) {
+    let r = tool(c, name, serde_json::json!({ "command": command })).await;
+    assert_ne!(r.is_error, Some(true), "{name} {command:?}: {r:?}");
+    let v = r.structured_content.expect("structuredContent");
+    (
+        v["output"].as_str().unwrap_or_default().to_owned(),
+        v["retval"].as_i64().expect("retval"),
+        v["command"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
 /// A successful call's structured result (and its text copy agrees).
 pub async fn run(client: &Client, command: &str) -> ShellExecResult {
     let r = call(client, command).await;
