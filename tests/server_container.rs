@@ -134,6 +134,25 @@ fn server_spec(socket: &std::path::Path, port: u16) -> ContainerSpec {
     spec
 }
 
+/// Managed containers of `instance` on `podman`.
+async fn count_of(podman: &PodmanClient, instance: &str) -> usize {
+    let label = format!("pod-exec-mcp.instance={instance}");
+    podman
+        .list_containers(&["pod-exec-mcp.managed=true", label.as_str()])
+        .await
+        .expect("list")
+        .len()
+}
+
+/// `podman stop`: SIGTERM to the server container, which must exit 0
+/// (having removed its session containers).
+async fn stop_server(podman: &PodmanClient, id: &str) {
+    podman.kill_container(id, "TERM").await.expect("SIGTERM");
+    wait_exited(podman, id, "the server container exits").await;
+    let info = podman.inspect_container(id).await.expect("inspect");
+    assert_eq!(info.state.exit_code, 0, "clean exit");
+}
+
 /// Creates and starts the server container `spec` and waits (up to
 /// `limit`) until an MCP client with the token gets through on `port`.
 async fn start_and_wait(
@@ -285,25 +304,15 @@ async fn server_in_a_container_with_the_host_socket_mounted() {
     // The session's container is a sibling on the host's Podman, owned by
     // the containerized server's instance.
     let instance = instance_of(&podman, hostname).await;
-    let label = format!("pod-exec-mcp.instance={instance}");
-    let of_instance = || async {
-        podman
-            .list_containers(&["pod-exec-mcp.managed=true", label.as_str()])
-            .await
-            .expect("list")
-            .len()
-    };
-    assert_eq!(of_instance().await, 1);
+    assert_eq!(count_of(&podman, &instance).await, 1);
 
     // `podman stop`: SIGTERM to the server, which removes its containers.
-    podman
-        .kill_container(&server.id, "TERM")
-        .await
-        .expect("SIGTERM");
-    wait_exited(&podman, &server.id, "the server container exits").await;
-    let info = podman.inspect_container(&server.id).await.expect("inspect");
-    assert_eq!(info.state.exit_code, 0, "clean exit");
-    assert_eq!(of_instance().await, 0, "its session container is gone");
+    stop_server(&podman, &server.id).await;
+    assert_eq!(
+        count_of(&podman, &instance).await,
+        0,
+        "its session container is gone"
+    );
     drop(client);
     drop(server);
     let _ = podman.remove_image(IMAGE).await;
@@ -395,24 +404,14 @@ async fn server_in_a_container_as_a_user_with_the_users_rootless_socket() {
     let hostname = hostname.unwrap_or_else(|| panic!("{r:?}"));
     // The session's container is on the user's Podman, not the test's.
     let instance = instance_of(&user_podman, hostname).await;
-    let label = format!("pod-exec-mcp.instance={instance}");
-    let of_instance = || async {
-        user_podman
-            .list_containers(&["pod-exec-mcp.managed=true", label.as_str()])
-            .await
-            .expect("list")
-            .len()
-    };
-    assert_eq!(of_instance().await, 1);
+    assert_eq!(count_of(&user_podman, &instance).await, 1);
 
-    podman
-        .kill_container(&server.id, "TERM")
-        .await
-        .expect("SIGTERM");
-    wait_exited(&podman, &server.id, "the server container exits").await;
-    let info = podman.inspect_container(&server.id).await.expect("inspect");
-    assert_eq!(info.state.exit_code, 0, "clean exit");
-    assert_eq!(of_instance().await, 0, "its session container is gone");
+    stop_server(&podman, &server.id).await;
+    assert_eq!(
+        count_of(&user_podman, &instance).await,
+        0,
+        "its session container is gone"
+    );
     drop(client);
     drop(server);
     let _ = podman.remove_image(IMAGE_ROOTLESS).await;
