@@ -415,6 +415,7 @@ mod tests {
             "POD_EXEC_EXECUTOR",
             "POD_EXEC_SWEEP_INTERVAL",
             "POD_EXEC_CPUS",
+            "POD_EXEC_CGROUP_PARENT",
             "POD_EXEC_NOFILE",
             "POD_EXEC_CAP_ADD",
             "POD_EXEC_USERNS",
@@ -457,6 +458,11 @@ mod tests {
     fn hardening_defaults() {
         let c = Config::try_parse_from(["x"]).unwrap();
         assert_eq!(c.cpus, 1.0);
+        assert_eq!(c.cgroup_parent, CgroupParent::Auto);
+        let c = Config::try_parse_from(["x", "--cgroup-parent", "/pod_exec_mcp"]).unwrap();
+        assert_eq!(c.cgroup_parent, CgroupParent::Path("/pod_exec_mcp".into()));
+        assert!(Config::try_parse_from(["x", "--cgroup-parent", "relative"]).is_err());
+        let c = Config::try_parse_from(["x"]).unwrap();
         assert_eq!(c.nofile, 4096);
         assert!(c.cap_add.is_empty());
         assert_eq!(
