@@ -18,9 +18,10 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 mod error;
+mod local_dir;
 mod target;
 
 pub use error::SshError;
@@ -42,8 +43,6 @@ const STABLE: Duration = Duration::from_secs(30);
 /// What is kept of ssh's stderr (its tail), and of one line.
 const STDERR_KEEP: usize = 4096;
 const LINE_MAX: usize = 300;
-/// sockaddr_un's path limit, less the terminating NUL.
-const SUN_PATH_MAX: usize = 107;
 
 /// How to run ssh; from CONTAINER_SSHKEY and POD_EXEC_SSH_* (config.rs).
 #[derive(Debug, Clone, Default)]
@@ -102,33 +101,14 @@ impl SshForward {
                  anyone on the path could pose as this host"
             );
         }
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|d| d.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
-        remove_stale_dirs(&base);
-        let dir = base.join(format!(
-            "{DIR_PREFIX}{}-{}",
-            std::process::id(),
-            crate::random_hex(4)
-        ));
-        let local = dir.join("podman.sock");
-        if local.as_os_str().len() > SUN_PATH_MAX {
-            return Err(SshError::LocalDir {
-                target,
-                dir,
-                source: std::io::Error::other("the socket path is too long for a unix socket"),
-            });
-        }
-        let mut builder = tokio::fs::DirBuilder::new();
-        builder.mode(0o700);
-        if let Err(source) = builder.create(&dir).await {
-            return Err(SshError::LocalDir {
-                target,
-                dir,
-                source,
-            });
-        }
+        let (dir, local) =
+            local_dir::create()
+                .await
+                .map_err(|(dir, source)| SshError::LocalDir {
+                    target: target.clone(),
+                    dir,
+                    source,
+                })?;
         let spec = Arc::new(Spec {
             target: target.clone(),
             opts,
@@ -176,54 +156,6 @@ impl Drop for SshForward {
         // no later moment to do it.
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Forward directories are `pod-exec-ssh-<pid>-<8 hex digits>`.
-const DIR_PREFIX: &str = "pod-exec-ssh-";
-
-/// Removes the forward directories that servers which are gone left in
-/// `base`: a SIGKILLed server runs no Drop (its ssh dies with it, by
-/// PDEATHSIG, but the directory stays). Taken only when it is this user's,
-/// its pid is not running, and nothing answers on its socket — pids are
-/// per namespace, and a server in another one could share the directory.
-fn remove_stale_dirs(base: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(entries) = std::fs::read_dir(base) else {
-        return;
-    };
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(dir_pid) else {
-            continue;
-        };
-        let path = e.path();
-        let ours = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == me);
-        if !ours
-            || Path::new(&format!("/proc/{pid}")).exists()
-            || std::os::unix::net::UnixStream::connect(path.join("podman.sock")).is_ok()
-        {
-            continue;
-        }
-        match std::fs::remove_dir_all(&path) {
-            // Debug: a start-up failure prints exactly one line.
-            Ok(()) => {
-                debug!(dir = %path.display(), "removed the ssh forward directory of a server that is gone")
-            }
-            Err(err) => {
-                warn!(dir = %path.display(), "could not remove a stale ssh forward directory: {err}")
-            }
-        }
-    }
-}
-
-/// The pid in a forward directory's name.
-fn dir_pid(name: &str) -> Option<u32> {
-    let (pid, hex) = name.strip_prefix(DIR_PREFIX)?.split_once('-')?;
-    if hex.len() != 8 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    pid.parse().ok().filter(|p| *p > 0)
 }
 
 /// A client for `endpoint`, and for `ssh://` the forward it dials, which
@@ -495,56 +427,6 @@ async fn supervise(spec: Arc<Spec>, mut running: Running, cancel: CancellationTo
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forward_directory_names() {
-        assert_eq!(dir_pid("pod-exec-ssh-1234-0123abcd"), Some(1234));
-        for bad in [
-            "pod-exec-ssh-1234-0123abc",
-            "pod-exec-ssh-1234-0123abcz",
-            "pod-exec-ssh-x-0123abcd",
-            "pod-exec-ssh-0-0123abcd",
-            "pod-exec-ssh--0123abcd",
-            "other-1234-0123abcd",
-        ] {
-            assert_eq!(dir_pid(bad), None, "{bad}");
-        }
-    }
-
-    /// Only a gone server's directory goes: not a running pid's, not one
-    /// whose socket answers (a server in another pid namespace), not a
-    /// symlink, not another name.
-    #[test]
-    fn stale_forward_directories_are_removed() {
-        let base = tempfile::tempdir().expect("tempdir");
-        // A pid that has just exited (reuse within the test is unlikely).
-        let mut child = std::process::Command::new("true").spawn().expect("true");
-        let dead = child.id();
-        child.wait().expect("wait");
-        let mk = |name: String| {
-            let d = base.path().join(name);
-            std::fs::create_dir(&d).expect("mkdir");
-            std::fs::write(d.join("podman.sock"), "").expect("file");
-            d
-        };
-        let gone = mk(format!("pod-exec-ssh-{dead}-0123abcd"));
-        let alive = mk(format!("pod-exec-ssh-{}-0123abcd", std::process::id()));
-        let other = mk(format!("unrelated-{dead}-0123abcd"));
-        let answering = base.path().join(format!("pod-exec-ssh-{dead}-4567abcd"));
-        std::fs::create_dir(&answering).expect("mkdir");
-        let _listener =
-            std::os::unix::net::UnixListener::bind(answering.join("podman.sock")).expect("bind");
-        let target = tempfile::tempdir().expect("tempdir");
-        let link = base.path().join(format!("pod-exec-ssh-{dead}-89abcdef"));
-        std::os::unix::fs::symlink(target.path(), &link).expect("symlink");
-
-        remove_stale_dirs(base.path());
-        assert!(!gone.exists());
-        for kept in [&alive, &other, &answering, &link] {
-            assert!(kept.exists(), "{} removed", kept.display());
-        }
-        assert!(target.path().exists());
-    }
 
     fn spec(key: Option<&str>) -> Spec {
         Spec {
