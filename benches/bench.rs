@@ -536,25 +536,36 @@ async fn concurrency_phase(
         Err(e) => r.raw_concurrency_error = Some(e.to_string()),
     }
 
-    let mut clients = Vec::new();
-    for _ in 0..args.sessions {
-        let c = connect(&server.url).await?;
-        call(&c, &args.command).await?;
-        clients.push(c);
-    }
+    let clients = warm_sessions(&server.url, args).await?;
     settle().await;
-    let (all, cps) = drive(&clients, args.calls, |c| async move {
-        let t = Instant::now();
-        call(c, &args.command).await?;
-        Ok(t.elapsed())
-    })
-    .await?;
+    let (all, cps) = drive_sessions(&clients, args).await?;
     r.server_throughput_cps = cps;
     r.server_concurrent_warm = stats(&all);
     for c in clients {
         c.cancel().await?;
     }
     Ok(())
+}
+
+/// `--sessions` sessions of the server at `url`, each past its first call.
+async fn warm_sessions(url: &str, args: &Args) -> Result<Vec<Client>, Error> {
+    let mut clients = Vec::with_capacity(args.sessions);
+    for _ in 0..args.sessions {
+        let c = connect(url).await?;
+        call(&c, &args.command).await?;
+        clients.push(c);
+    }
+    Ok(clients)
+}
+
+/// `--calls` timed calls in each of `clients`, all sessions at once.
+async fn drive_sessions(clients: &[Client], args: &Args) -> Result<(Vec<Duration>, f64), Error> {
+    drive(clients, args.calls, |c| async move {
+        let t = Instant::now();
+        call(c, &args.command).await?;
+        Ok(t.elapsed())
+    })
+    .await
 }
 
 /// Runs `calls` sequential calls against each target, all targets at once;
@@ -1043,21 +1054,11 @@ async fn only_concurrency(args: &Args) -> Result<(), Error> {
         .collect();
     let server = ServerProc::start(&args.image, &envs)?;
     let result = async {
-        let mut clients = Vec::new();
-        for _ in 0..args.sessions {
-            let c = connect(&server.url).await?;
-            call(&c, &args.command).await?;
-            clients.push(c);
-        }
+        let clients = warm_sessions(&server.url, args).await?;
         for round in 0..args.only_concurrency {
             settle().await;
             let steal = steal_secs();
-            let (all, cps) = drive(&clients, args.calls, |c| async move {
-                let t = Instant::now();
-                call(c, &args.command).await?;
-                Ok(t.elapsed())
-            })
-            .await?;
+            let (all, cps) = drive_sessions(&clients, args).await?;
             let s = stats(&all);
             println!(
                 "round {round}: {cps:.0} calls/s  p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1} ms  stolen {:.2} s",
